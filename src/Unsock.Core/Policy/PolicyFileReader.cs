@@ -1,0 +1,347 @@
+using System.Globalization;
+using System.Net;
+using System.Text.Json;
+
+namespace Unsock.Core.Policy;
+
+/// <summary>Reads the JSON policy format (version 1) with JsonDocument, checking every key and value.</summary>
+internal sealed class PolicyFileReader
+{
+    private static readonly string[] TopLevelKeys = ["version", "fakeAddress", "acceptConvert", "blockInet", "blockInet6", "rules"];
+    private static readonly string[] RuleKeys = ["direction", "protocol", "address", "port", "unix", "directory", "reject", "allow", "mode"];
+    private static readonly string[] ActionKeys = ["unix", "directory", "reject", "allow"];
+
+    private static readonly JsonDocumentOptions DocumentOptions = new()
+    {
+        CommentHandling = JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+    };
+
+    private readonly string _source;
+
+    public PolicyFileReader(string source) => _source = source;
+
+    public Policy Read(string json)
+    {
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(json, DocumentOptions);
+        }
+        catch (JsonException e)
+        {
+            throw SyntaxError(e);
+        }
+
+        using (document)
+        {
+            JsonElement root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                throw new PolicyException($"{_source}: the top level must be an object with \"rules\" and settings", _source);
+            }
+            Dictionary<string, JsonElement> keys = ReadKeys(root, null, TopLevelKeys);
+
+            if (keys.TryGetValue("version", out JsonElement version)
+                && !(version.ValueKind == JsonValueKind.Number && version.TryGetInt32(out int number) && number == 1))
+            {
+                throw PolicyException.At(_source, null, "version", $"{Show(version)} is not a supported version; this program reads version 1");
+            }
+
+            IPAddress fakeAddress = Policy.DefaultFakeAddress;
+            if (keys.TryGetValue("fakeAddress", out JsonElement fake))
+            {
+                string text = ReadString(fake, null, "fakeAddress", "an IPv4 or IPv6 address");
+                if (!AddressNotation.TryParseAddress(text, out IPAddress? parsed))
+                {
+                    throw PolicyException.At(_source, null, "fakeAddress", $"{Show(fake)} is not an IPv4 or IPv6 address");
+                }
+                fakeAddress = parsed;
+            }
+
+            AcceptConvert acceptConvert = AcceptConvert.None;
+            if (keys.TryGetValue("acceptConvert", out JsonElement convert))
+            {
+                acceptConvert = ReadString(convert, null, "acceptConvert", "\"none\", \"all\" or \"vsock\"") switch
+                {
+                    "none" => AcceptConvert.None,
+                    "all" => AcceptConvert.All,
+                    "vsock" => AcceptConvert.Vsock,
+                    _ => throw PolicyException.At(_source, null, "acceptConvert", $"{Show(convert)} is not one of \"none\", \"all\", \"vsock\""),
+                };
+            }
+
+            bool blockInet = ReadOptionalBoolean(keys, "blockInet");
+            bool blockInet6 = ReadOptionalBoolean(keys, "blockInet6");
+
+            var rules = new List<PolicyRule>();
+            if (keys.TryGetValue("rules", out JsonElement ruleArray))
+            {
+                if (ruleArray.ValueKind != JsonValueKind.Array)
+                {
+                    throw PolicyException.At(_source, null, "rules", $"{DescribeKind(ruleArray)}, expected an array of rules");
+                }
+                foreach (JsonElement rule in ruleArray.EnumerateArray())
+                {
+                    rules.Add(ReadRule(rule, rules.Count));
+                }
+            }
+
+            return new Policy(rules, fakeAddress, acceptConvert, blockInet, blockInet6, _source);
+        }
+    }
+
+    private PolicyRule ReadRule(JsonElement rule, int index)
+    {
+        if (rule.ValueKind != JsonValueKind.Object)
+        {
+            throw PolicyException.At(_source, index, null, $"{DescribeKind(rule)}, expected a rule object");
+        }
+        Dictionary<string, JsonElement> keys = ReadKeys(rule, index, RuleKeys);
+
+        string[] actions = ActionKeys.Where(keys.ContainsKey).ToArray();
+        if (actions.Length == 0)
+        {
+            throw PolicyException.At(_source, index, null,
+                "has no action; give exactly one of \"unix\", \"directory\", \"reject\", \"allow\"");
+        }
+        if (actions.Length > 1)
+        {
+            throw new PolicyException(
+                $"{_source}: rules[{index}]: has both \"{actions[0]}\" and \"{actions[1]}\"; a rule takes exactly one action",
+                _source, index, actions[1]);
+        }
+
+        RuleDirection direction = RuleDirection.Any;
+        if (keys.TryGetValue("direction", out JsonElement directionValue))
+        {
+            direction = ReadString(directionValue, index, "direction", "\"bind\", \"connect\" or \"any\"") switch
+            {
+                "bind" => RuleDirection.Bind,
+                "connect" => RuleDirection.Connect,
+                "any" => RuleDirection.Any,
+                _ => throw PolicyException.At(_source, index, "direction", $"{Show(directionValue)} is not one of \"bind\", \"connect\", \"any\""),
+            };
+        }
+
+        RuleProtocol protocol = RuleProtocol.Any;
+        if (keys.TryGetValue("protocol", out JsonElement protocolValue))
+        {
+            protocol = ReadString(protocolValue, index, "protocol", "\"tcp\", \"udp\" or \"any\"") switch
+            {
+                "tcp" => RuleProtocol.Tcp,
+                "udp" => RuleProtocol.Udp,
+                "any" => RuleProtocol.Any,
+                _ => throw PolicyException.At(_source, index, "protocol", $"{Show(protocolValue)} is not one of \"tcp\", \"udp\", \"any\""),
+            };
+        }
+
+        IPNetwork? address = null;
+        if (keys.TryGetValue("address", out JsonElement addressValue))
+        {
+            string text = ReadString(addressValue, index, "address", "an IPv4 or IPv6 address or CIDR");
+            if (!AddressNotation.TryParseNetwork(text, out IPNetwork network, out string? problem))
+            {
+                throw PolicyException.At(_source, index, "address", $"{Show(addressValue)} {problem}");
+            }
+            address = network;
+        }
+
+        PortRange? port = null;
+        if (keys.TryGetValue("port", out JsonElement portValue))
+        {
+            port = ReadPort(portValue, index);
+        }
+
+        RuleAction action = actions[0] switch
+        {
+            "unix" => ReadUnix(keys["unix"], index),
+            "directory" => ReadDirectory(keys["directory"], index),
+            "reject" => ReadReject(keys["reject"], index),
+            _ => ReadAllow(keys["allow"], index),
+        };
+
+        int? mode = null;
+        if (keys.TryGetValue("mode", out JsonElement modeValue))
+        {
+            if (action is not RedirectAction)
+            {
+                throw PolicyException.At(_source, index, "mode",
+                    $"applies only to unix and directory rules (it is the permission of the socket file a bind creates), not to \"{actions[0]}\"");
+            }
+            if (modeValue.ValueKind == JsonValueKind.Number)
+            {
+                throw PolicyException.At(_source, index, "mode",
+                    $"{Show(modeValue)} is a number; write the mode as an octal string such as \"0660\" (JSON has no octal numbers)");
+            }
+            string text = ReadString(modeValue, index, "mode", OctalMode.Expected);
+            if (!OctalMode.TryParse(text, out int parsed))
+            {
+                throw PolicyException.At(_source, index, "mode", $"{Show(modeValue)} is not {OctalMode.Expected}");
+            }
+            mode = parsed;
+        }
+
+        if (protocol == RuleProtocol.Udp && action is RedirectAction)
+        {
+            throw PolicyException.At(_source, index, "protocol",
+                $"\"udp\" with \"{actions[0]}\": datagram rules are not supported yet (unix and directory rules redirect TCP only)");
+        }
+
+        return new PolicyRule(index, direction, protocol, address, port, action, mode);
+    }
+
+    private PortRange ReadPort(JsonElement value, int index)
+    {
+        const string Expected = "a port number 0-65535 or a range string \"first-last\"";
+        if (value.ValueKind == JsonValueKind.Number)
+        {
+            if (value.TryGetInt32(out int number) && number >= 0 && number <= PortRange.MaxPort)
+            {
+                return new PortRange(number, number);
+            }
+            throw PolicyException.At(_source, index, "port", $"{Show(value)} is not a port number (0-65535)");
+        }
+        string text = ReadString(value, index, "port", Expected);
+        string[] parts = text.Split('-');
+        if (parts.Length is 1 or 2
+            && TryParsePort(parts[0], out int first)
+            && TryParsePort(parts[^1], out int last))
+        {
+            if (first > last)
+            {
+                throw PolicyException.At(_source, index, "port", $"{Show(value)} is a range whose first port is greater than its last");
+            }
+            return new PortRange(first, last);
+        }
+        throw PolicyException.At(_source, index, "port", $"{Show(value)} is not {Expected}");
+    }
+
+    private static bool TryParsePort(string text, out int port)
+    {
+        port = 0;
+        if (text.Length is 0 or > 5 || !text.All(char.IsAsciiDigit))
+        {
+            return false;
+        }
+        port = int.Parse(text, NumberStyles.None, CultureInfo.InvariantCulture);
+        return port <= PortRange.MaxPort;
+    }
+
+    private UnixAction ReadUnix(JsonElement value, int index)
+    {
+        string template = ReadString(value, index, "unix", "a path template such as \"/run/app/%p.sock\"");
+        if (UnixAction.CheckTemplate(template) is string problem)
+        {
+            throw PolicyException.At(_source, index, "unix", $"{Show(value)} {problem}");
+        }
+        return new UnixAction(template);
+    }
+
+    private DirectoryAction ReadDirectory(JsonElement value, int index)
+    {
+        string directory = ReadString(value, index, "directory", "an absolute directory path");
+        if (DirectoryAction.CheckDirectory(directory) is string problem)
+        {
+            throw PolicyException.At(_source, index, "directory", $"{Show(value)} {problem}");
+        }
+        return new DirectoryAction(directory);
+    }
+
+    private RejectAction ReadReject(JsonElement value, int index)
+    {
+        const string Expected = "an errno name such as \"EACCES\" or \"ECONNREFUSED\", or a number 1-4095";
+        if (value.ValueKind == JsonValueKind.Number)
+        {
+            if (value.TryGetInt32(out int number) && number >= 1 && number <= ErrnoNames.MaxErrno)
+            {
+                return RejectAction.FromNumber(number);
+            }
+            throw PolicyException.At(_source, index, "reject", $"{Show(value)} is not an errno number (1-4095)");
+        }
+        string name = ReadString(value, index, "reject", Expected).ToUpperInvariant();
+        if (ErrnoNames.TryGetNumber(name, out int errno))
+        {
+            return new RejectAction(errno, name);
+        }
+        throw PolicyException.At(_source, index, "reject", $"{Show(value)} is not {Expected}");
+    }
+
+    private AllowAction ReadAllow(JsonElement value, int index)
+    {
+        if (value.ValueKind != JsonValueKind.True)
+        {
+            throw PolicyException.At(_source, index, "allow", $"{Show(value)} is not allowed; \"allow\" takes only true (leave it out otherwise)");
+        }
+        return new AllowAction();
+    }
+
+    private bool ReadOptionalBoolean(Dictionary<string, JsonElement> keys, string key)
+    {
+        if (!keys.TryGetValue(key, out JsonElement value))
+        {
+            return false;
+        }
+        return value.ValueKind switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw PolicyException.At(_source, null, key, $"{DescribeKind(value)}, expected true or false"),
+        };
+    }
+
+    private Dictionary<string, JsonElement> ReadKeys(JsonElement obj, int? index, string[] known)
+    {
+        var keys = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
+        foreach (JsonProperty property in obj.EnumerateObject())
+        {
+            if (Array.IndexOf(known, property.Name) < 0)
+            {
+                throw PolicyException.At(_source, index, property.Name, $"unknown key; the known keys are {string.Join(", ", known)}");
+            }
+            if (!keys.TryAdd(property.Name, property.Value))
+            {
+                throw PolicyException.At(_source, index, property.Name, "appears twice");
+            }
+        }
+        return keys;
+    }
+
+    private string ReadString(JsonElement value, int? index, string field, string expected) =>
+        value.ValueKind == JsonValueKind.String
+            ? value.GetString()!
+            : throw PolicyException.At(_source, index, field, $"{DescribeKind(value)}, expected {expected}");
+
+    private PolicyException SyntaxError(JsonException e)
+    {
+        // JsonException's message ends in "LineNumber: 2 | BytePositionInLine: 4."; we say it our way.
+        string problem = e.Message;
+        int cut = problem.IndexOf(" LineNumber:", StringComparison.Ordinal);
+        if (cut >= 0)
+        {
+            problem = problem[..cut];
+        }
+        string where = e.LineNumber is long line
+            ? $"line {line + 1}, column {(e.BytePositionInLine ?? 0) + 1}: "
+            : "";
+        return new PolicyException($"{_source}: {where}invalid JSON: {problem}", _source, innerException: e);
+    }
+
+    /// <summary>The value as written, shortened: <c>"300.1.1.1/8"</c>, <c>5</c>, <c>true</c>.</summary>
+    private static string Show(JsonElement value)
+    {
+        string raw = value.GetRawText();
+        return raw.Length <= 80 ? raw : raw[..77] + "...";
+    }
+
+    /// <summary>"5 is a number", "is an object": scalars are shown, objects and arrays only named.</summary>
+    private static string DescribeKind(JsonElement value) => value.ValueKind switch
+    {
+        JsonValueKind.Object => "is an object",
+        JsonValueKind.Array => "is an array",
+        JsonValueKind.String => $"{Show(value)} is a string",
+        JsonValueKind.Number => $"{Show(value)} is a number",
+        JsonValueKind.True or JsonValueKind.False => $"{Show(value)} is a boolean",
+        _ => "is null",
+    };
+}

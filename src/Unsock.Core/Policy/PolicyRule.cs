@@ -1,0 +1,166 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace Unsock.Core.Policy;
+
+/// <summary>
+/// One rule of a <see cref="Policy"/>: what it matches (direction, protocol, address, port; absent = any)
+/// and its action.
+/// </summary>
+public sealed class PolicyRule : IEquatable<PolicyRule>
+{
+    /// <summary>The highest permission bits a socket file mode may have (chmod 0777).</summary>
+    public const int MaxMode = 0x1FF; // 0777
+
+    public PolicyRule(
+        int index,
+        RuleDirection direction,
+        RuleProtocol protocol,
+        IPNetwork? address,
+        PortRange? port,
+        RuleAction action,
+        int? mode = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ArgumentNullException.ThrowIfNull(action);
+        if (!Enum.IsDefined(direction))
+        {
+            throw new ArgumentOutOfRangeException(nameof(direction), direction, null);
+        }
+        if (!Enum.IsDefined(protocol))
+        {
+            throw new ArgumentOutOfRangeException(nameof(protocol), protocol, null);
+        }
+        if (protocol == RuleProtocol.Udp && action is RedirectAction)
+        {
+            throw new ArgumentException("datagram rules are not supported yet", nameof(protocol));
+        }
+        if (mode is int m)
+        {
+            if (action is not RedirectAction)
+            {
+                throw new ArgumentException("a mode applies only to unix and directory rules", nameof(mode));
+            }
+            if (m < 0 || m > MaxMode)
+            {
+                throw new ArgumentOutOfRangeException(nameof(mode), m, "a socket file mode is 0-0777");
+            }
+        }
+        Index = index;
+        Direction = direction;
+        Protocol = protocol;
+        // Keep the network canonical (host bits clear) so that equal networks compare equal.
+        Address = address is IPNetwork network ? AddressNotation.MaskedNetwork(network.BaseAddress, network.PrefixLength) : null;
+        Port = port;
+        Action = action;
+        Mode = mode;
+    }
+
+    /// <summary>The rule's position in <see cref="Policy.Rules"/> (rules[Index] in the policy file).</summary>
+    public int Index { get; }
+
+    public RuleDirection Direction { get; }
+
+    public RuleProtocol Protocol { get; }
+
+    /// <summary>The addresses matched; null matches every address of either family.</summary>
+    public IPNetwork? Address { get; }
+
+    /// <summary>The ports matched; null matches every port.</summary>
+    public PortRange? Port { get; }
+
+    public RuleAction Action { get; }
+
+    /// <summary>Permission bits for socket files that a redirected bind creates; null leaves them to the umask.</summary>
+    public int? Mode { get; }
+
+    /// <summary>
+    /// Whether this rule applies to a <paramref name="direction"/> call on a <paramref name="protocol"/>
+    /// socket for <paramref name="address"/>:<paramref name="port"/>.
+    /// </summary>
+    /// <remarks>
+    /// A unix/directory rule never matches a UDP socket, even with protocol "any": datagram redirects are not
+    /// supported yet, so the UDP socket goes on to the next rule.
+    /// </remarks>
+    public bool Matches(RuleDirection direction, RuleProtocol protocol, IPAddress address, int port)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        if (direction is not (RuleDirection.Bind or RuleDirection.Connect))
+        {
+            throw new ArgumentOutOfRangeException(nameof(direction), direction, "a socket call is either a bind or a connect");
+        }
+        if (protocol is not (RuleProtocol.Tcp or RuleProtocol.Udp))
+        {
+            throw new ArgumentOutOfRangeException(nameof(protocol), protocol, "a socket is either TCP or UDP");
+        }
+        if (Direction != RuleDirection.Any && Direction != direction)
+        {
+            return false;
+        }
+        if (Protocol != RuleProtocol.Any && Protocol != protocol)
+        {
+            return false;
+        }
+        if (protocol == RuleProtocol.Udp && Action is RedirectAction)
+        {
+            return false;
+        }
+        if (Port is PortRange ports && !ports.Contains(port))
+        {
+            return false;
+        }
+        return Address is not IPNetwork network || Contains(network, address);
+    }
+
+    /// <summary>The AF_UNIX path for a call this unix/directory rule matched.</summary>
+    /// <exception cref="InvalidOperationException">The rule is a reject or allow rule.</exception>
+    public string ResolvePath(IPAddress address, int port, RuleProtocol protocol) =>
+        Action is RedirectAction redirect
+            ? redirect.ResolvePath(address, port, protocol)
+            : throw new InvalidOperationException($"rules[{Index}] is a {Action.GetType().Name}, not a redirect");
+
+    // ::ffff:a.b.c.d is how a dual-stack socket sees an IPv4 peer: it matches IPv4 rules, and plain IPv4
+    // addresses match only those IPv6 rules that lie inside ::ffff:0:0/96.
+    private static bool Contains(IPNetwork network, IPAddress address)
+    {
+        bool ruleIsIPv4 = network.BaseAddress.AddressFamily == AddressFamily.InterNetwork;
+        if (ruleIsIPv4 && address.IsIPv4MappedToIPv6)
+        {
+            address = address.MapToIPv4();
+        }
+        else if (!ruleIsIPv4 && address.AddressFamily == AddressFamily.InterNetwork)
+        {
+            if (network.PrefixLength < 96 || !network.BaseAddress.IsIPv4MappedToIPv6)
+            {
+                return false;
+            }
+            address = address.MapToIPv6();
+        }
+        else if (address.AddressFamily == AddressFamily.InterNetworkV6 && address.ScopeId != 0)
+        {
+            address = new IPAddress(address.GetAddressBytes());
+        }
+        return network.Contains(address);
+    }
+
+    public bool Equals(PolicyRule? other) =>
+        other is not null
+        && Index == other.Index
+        && Direction == other.Direction
+        && Protocol == other.Protocol
+        && Nullable.Equals(Address, other.Address)
+        && Nullable.Equals(Port, other.Port)
+        && Action.Equals(other.Action)
+        && Mode == other.Mode;
+
+    public override bool Equals(object? obj) => Equals(obj as PolicyRule);
+
+    public override int GetHashCode() => HashCode.Combine(Index, Direction, Protocol, Address, Port, Action, Mode);
+
+    public override string ToString()
+    {
+        string address = Address is IPNetwork network ? AddressNotation.Format(network) : "any address";
+        string port = Port is PortRange ports ? $"port {ports}" : "any port";
+        return $"rules[{Index}]: {Direction} {Protocol} {address} {port} -> {Action}";
+    }
+}

@@ -1,0 +1,12 @@
+namespace Unsock.Core.Policy;
+
+/// <summary>Which transport a rule applies to.</summary>
+public enum RuleProtocol
+{
+    /// <summary>Both TCP and UDP.</summary>
+    Any,
+    /// <summary>Stream sockets (TCP).</summary>
+    Tcp,
+    /// <summary>Datagram sockets (UDP).</summary>
+    Udp,
+}
