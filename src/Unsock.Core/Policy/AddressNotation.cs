@@ -101,6 +101,33 @@ internal static class AddressNotation
         return new IPNetwork(new IPAddress(bytes), prefixLength);
     }
 
+    /// <summary>Whether the first PrefixLength bits of <paramref name="address"/> equal the network's (same family; zones ignored).</summary>
+    /// <remarks>Our own comparison: .NET 10's IPNetwork.Contains misses ::ffff:192.0.2.1 in ::ffff:0:0/96.</remarks>
+    public static bool HasPrefix(IPAddress address, IPNetwork network)
+    {
+        Span<byte> candidate = stackalloc byte[16];
+        Span<byte> prefix = stackalloc byte[16];
+        if (!address.TryWriteBytes(candidate, out int length)
+            || !network.BaseAddress.TryWriteBytes(prefix, out int prefixBytes)
+            || length != prefixBytes)
+        {
+            return false;
+        }
+        int bits = network.PrefixLength;
+        int whole = bits / 8;
+        if (!candidate[..whole].SequenceEqual(prefix[..whole]))
+        {
+            return false;
+        }
+        int rest = bits % 8;
+        if (rest == 0)
+        {
+            return true;
+        }
+        byte mask = (byte)(0xFF << (8 - rest));
+        return (candidate[whole] & mask) == (prefix[whole] & mask);
+    }
+
     /// <summary>"a.b.c.d" or RFC 5952 IPv6 (IPv4-mapped addresses in mixed notation); never a zone.</summary>
     public static string Format(IPAddress address)
     {

@@ -136,11 +136,11 @@ public sealed class PolicyRule : IEquatable<PolicyRule>
             }
             address = address.MapToIPv6();
         }
-        else if (address.AddressFamily == AddressFamily.InterNetworkV6 && address.ScopeId != 0)
+        else if (network.BaseAddress.AddressFamily != address.AddressFamily)
         {
-            address = new IPAddress(address.GetAddressBytes());
+            return false;
         }
-        return network.Contains(address);
+        return AddressNotation.HasPrefix(address, network);
     }
 
     public bool Equals(PolicyRule? other) =>
