@@ -21,14 +21,18 @@ public static class FirecrackerHandshake
 
     /// <summary>
     /// Runs the handshake on <paramref name="connectedFd"/> (blocking or non-blocking) within
-    /// <paramref name="timeout"/>; <paramref name="cancelled"/> is polled at least every 100 ms.
+    /// <paramref name="timeout"/> (<see cref="Timeout.InfiniteTimeSpan"/>: no limit); <paramref name="cancelled"/>
+    /// is polled at least every 100 ms.
     /// Throws <see cref="FirecrackerHandshakeException"/>: ECONNREFUSED for a reply that is not OK or
     /// end of stream, ETIMEDOUT on timeout, EINTR when cancelled, the errno of a failed send/recv/poll.
     /// Reads byte by byte so nothing after the reply line is consumed.
     /// </summary>
     public static void Run(int connectedFd, uint port, TimeSpan timeout, Func<bool>? cancelled = null)
     {
-        var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        double ticks = timeout.TotalSeconds * Stopwatch.Frequency;
+        long deadline = timeout == Timeout.InfiniteTimeSpan || ticks >= long.MaxValue / 2
+            ? long.MaxValue
+            : Stopwatch.GetTimestamp() + (long)ticks;
         byte[] request = Encoding.ASCII.GetBytes(string.Create(CultureInfo.InvariantCulture, $"CONNECT {port}\n"));
         string requestText = $"CONNECT {port}";
 

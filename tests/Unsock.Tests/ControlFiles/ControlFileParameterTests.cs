@@ -98,12 +98,11 @@ public class ControlFileParameterTests
     }
 
     [Fact]
-    public void A_closed_descriptor_is_reported_as_EBADF()
+    public void A_descriptor_that_is_not_a_socket_is_reported_as_ENOTSOCK()
     {
-        int fd = NewUnixSocket();
-        close(fd);
+        using var devNull = File.OpenHandle("/dev/null", FileMode.Open, FileAccess.ReadWrite);
 
-        Assert.Equal(EBADF, SocketParameter.Int32(SOL_SOCKET, SO_PASSCRED, 1).TryApplyTo(fd));
+        Assert.Equal(ENOTSOCK, SocketParameter.Int32(SOL_SOCKET, SO_PASSCRED, 1).TryApplyTo((int)devNull.DangerousGetHandle()));
     }
 
     [Theory]
