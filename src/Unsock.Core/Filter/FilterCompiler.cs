@@ -40,7 +40,18 @@ public static class FilterCompiler
             throw new PlatformNotSupportedException($"the seccomp filter rules are written for x86_64 system calls; this process runs on {RuntimeInformation.ProcessArchitecture}");
         }
 
-        List<SyscallRule> ruleList = rules.ToList();
+        try
+        {
+            return CompileRules(rules.ToList());
+        }
+        catch (DllNotFoundException e)
+        {
+            throw new SeccompException($"libseccomp.so.2 could not be loaded (install the libseccomp2 package); it compiles the seccomp filter: {e.Message}");
+        }
+    }
+
+    private static SeccompProgram CompileRules(List<SyscallRule> ruleList)
+    {
         var compiled = new List<(SyscallRule Rule, uint Action, List<ScmpArgCmp[]> Alternatives)>();
         foreach (SyscallRule rule in ruleList)
         {
@@ -52,15 +63,7 @@ public static class FilterCompiler
         }
 
         CheckActionsPerSyscall(ruleList);
-
-        try
-        {
-            return CompileWithLibseccomp(compiled);
-        }
-        catch (DllNotFoundException e)
-        {
-            throw new SeccompException($"libseccomp.so.2 could not be loaded (install the libseccomp2 package); it compiles the seccomp filter: {e.Message}");
-        }
+        return CompileWithLibseccomp(compiled);
     }
 
     private static SeccompProgram CompileWithLibseccomp(List<(SyscallRule Rule, uint Action, List<ScmpArgCmp[]> Alternatives)> compiled)
