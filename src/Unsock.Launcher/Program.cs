@@ -1,6 +1,83 @@
+using System.Runtime.InteropServices;
+using Unsock.Core.ControlFiles;
+using Unsock.Core.Engine;
+using Unsock.Core.Filter;
+using Unsock.Core.Policy;
+
+[assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]
+
 namespace Unsock.Launcher;
 
 internal static class Program
 {
-    private static int Main(string[] args) => 0;
+    // Exit statuses of our own, as env(1) and timeout(1) use them.
+    private const int ExitUsage = 2, ExitLauncherFailure = 125, ExitNotExecutable = 126, ExitNotFound = 127;
+
+    private static int Main(string[] args)
+    {
+        CommandLine cl;
+        try
+        {
+            cl = CommandLine.Parse(args);
+        }
+        catch (UsageException e)
+        {
+            return Fail(ExitUsage, $"{e.Message}\n{CommandLine.Usage}");
+        }
+        if (cl.Help)
+        {
+            Console.Out.WriteLine(CommandLine.Usage);
+            return 0;
+        }
+        var env = EnvironmentVariables();
+        if (cl.Command.Count == 0 && !cl.PrintPolicy)
+        {
+            // The original's library doubled as the control-file tool when run as a program.
+            if (env.ContainsKey("UNSOCK_FILE")) return ControlFileTool.Run(env, Console.Out, Console.Error);
+            return Fail(ExitUsage, $"no command given\n{CommandLine.Usage}");
+        }
+
+        Policy policy;
+        try
+        {
+            policy = cl.PolicyPath is null ? Policy.FromEnvironment(env) : Policy.Load(cl.PolicyPath);
+        }
+        catch (PolicyException e)
+        {
+            return Fail(ExitUsage, e.Message);
+        }
+        if (cl.PrintPolicy)
+        {
+            Console.Out.WriteLine(policy.ToJson());
+            return 0;
+        }
+
+        int resolveStatus = CommandResolver.Resolve(cl.Command[0], env.GetValueOrDefault("PATH"), out string path, out string problem);
+        if (resolveStatus != 0) return Fail(resolveStatus, problem);
+
+        SeccompProgram program;
+        try
+        {
+            program = FilterCompiler.Compile(FilterPlan.For(policy));
+        }
+        catch (Exception e) when (e is SeccompException or DllNotFoundException)
+        {
+            return Fail(ExitLauncherFailure, $"cannot build the seccomp filter: {e.Message}");
+        }
+        return EmbeddedSupervisor.Run(policy, program, path, cl.Command, cl.Verbose);
+    }
+
+    internal static int Fail(int status, string message)
+    {
+        Console.Error.WriteLine($"unsock-launch: {message}");
+        return status;
+    }
+
+    private static Dictionary<string, string> EnvironmentVariables()
+    {
+        var env = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (System.Collections.DictionaryEntry e in Environment.GetEnvironmentVariables())
+            env[(string)e.Key] = (string?)e.Value ?? "";
+        return env;
+    }
 }

@@ -1,3 +1,4 @@
+using Unsock.Core;
 using System.Runtime.InteropServices;
 
 internal static partial class Interop

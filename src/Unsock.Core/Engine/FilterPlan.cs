@@ -1,0 +1,52 @@
+using Unsock.Core.Filter;
+using Unsock.Core.Policy;
+
+namespace Unsock.Core.Engine;
+
+/// <summary>
+/// Which syscalls a policy needs trapped, and with which register conditions. Everything else runs at
+/// full speed: read/write/send/recv are never trapped; neither is anything when the policy has no rules.
+/// </summary>
+public static class FilterPlan
+{
+    private const int SolSocket = 1, SolIp = 0, SolTcp = 6, SolIpv6 = 41, SoProtocol = 38, SoDomain = 39;
+    private const int ShutWr = 1, AfInet = 2, AfInet6 = 10;
+
+    public static IReadOnlyList<SyscallRule> For(Policy.Policy policy)
+    {
+        var rules = new List<SyscallRule>();
+        bool decides = policy.Rules.Any(r => r.Action is not AllowAction);
+        if (decides)
+        {
+            rules.Add(new(Syscalls.Connect, FilterAction.Notify));
+            rules.Add(new(Syscalls.Bind, FilterAction.Notify));
+            // io_uring's connect/accept/socket never pass through seccomp: without it libraries fall back.
+            rules.Add(new(Syscalls.IoUringSetup, FilterAction.Errno(Errors.ENOSYS)));
+        }
+        if (policy.HasRedirectRules)
+        {
+            rules.Add(new(Syscalls.GetSockName, FilterAction.Notify));
+            rules.Add(new(Syscalls.GetPeerName, FilterAction.Notify));
+            foreach (int level in (int[])[SolIp, SolTcp, SolIpv6])
+            {
+                rules.Add(new(Syscalls.GetSockOpt, FilterAction.Notify, new ArgCondition(1, ArgOp.Equal, (ulong)level)));
+                rules.Add(new(Syscalls.SetSockOpt, FilterAction.Notify, new ArgCondition(1, ArgOp.Equal, (ulong)level)));
+            }
+            foreach (int option in (int[])[SoDomain, SoProtocol])
+                rules.Add(new(Syscalls.GetSockOpt, FilterAction.Notify,
+                    new ArgCondition(1, ArgOp.Equal, SolSocket), new ArgCondition(2, ArgOp.Equal, (ulong)option)));
+            // SHUT_WR is the per-connection half-close; only SHUT_RD/SHUT_RDWR can end a listener.
+            rules.Add(new(Syscalls.Shutdown, FilterAction.Notify, new ArgCondition(1, ArgOp.NotEqual, ShutWr)));
+            if (policy.AcceptConvert != AcceptConvert.None)
+            {
+                rules.Add(new(Syscalls.Accept, FilterAction.Notify));
+                rules.Add(new(Syscalls.Accept4, FilterAction.Notify));
+            }
+        }
+        if (policy.BlockInet6)
+            rules.Add(new(Syscalls.Socket, FilterAction.Errno(Errors.EAFNOSUPPORT), new ArgCondition(0, ArgOp.Equal, AfInet6)));
+        if (policy.BlockInet)
+            rules.Add(new(Syscalls.Socket, FilterAction.Errno(Errors.EAFNOSUPPORT), new ArgCondition(0, ArgOp.Equal, AfInet)));
+        return rules;
+    }
+}

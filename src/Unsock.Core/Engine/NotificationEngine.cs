@@ -1,0 +1,32 @@
+namespace Unsock.Core.Engine;
+
+/// <summary>
+/// The supervisor side for one seccomp listener: decides every trapped call by the policy, until no task
+/// uses the filter any more; then removes the socket files its targets bound.
+/// </summary>
+public sealed class NotificationEngine : IDisposable
+{
+    private readonly SeccompListener _listener;
+    private readonly SocketRegistry _registry = new();
+    private readonly Redirector _redirector;
+    private readonly NotificationLoop _loop;
+
+    /// <param name="listenerFd">The listener; the engine owns and closes it.</param>
+    /// <param name="verboseLog">Where -v decisions go, or null.</param>
+    public NotificationEngine(Policy.Policy policy, int listenerFd, TextWriter? verboseLog)
+    {
+        var log = new EngineLog(verboseLog);
+        _listener = new SeccompListener(listenerFd);
+        _redirector = new Redirector(policy, _listener, _registry, log);
+        _loop = new NotificationLoop(_listener, _redirector, _registry, log);
+    }
+
+    /// <summary>Serves notifications on the calling thread until the last target task is gone.</summary>
+    public void Run() => _loop.Run();
+
+    public void Dispose()
+    {
+        _redirector.Dispose();
+        _listener.Dispose();
+    }
+}

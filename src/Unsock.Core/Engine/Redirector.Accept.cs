@@ -1,0 +1,123 @@
+using Unsock.Core.Addressing;
+using Unsock.Core.Policy;
+using Sock = global::Interop.Socket;
+
+namespace Unsock.Core.Engine;
+
+internal sealed partial class Redirector
+{
+    /// <summary>
+    /// accept/accept4 on a converted listener, trapped only when acceptConvert asks for AF_INET peer
+    /// addresses: the supervisor accepts on its copy, writes the fake peer address and installs the new
+    /// socket in one step (ADDFD_FLAG_SEND). A connection accepted for a target that was interrupted meanwhile
+    /// is kept for the listener's next accept, never dropped.
+    /// </summary>
+    private Outcome Accept(in SyscallRequest r, int flags)
+    {
+        if (r.A1 == 0 || _registry.IsEmpty) return Outcome.Continue; // no address to rewrite: the kernel's accept is right
+        int err = _target.CopyFd(r.Pid, (int)r.A0, out int copy);
+        if (err != 0) return Outcome.Continue;
+        bool keepCopy = false;
+        try
+        {
+            if (Sock.GetInt(copy, Sock.SolSocket, Sock.SoDomain, out int domain) != 0 || domain is Sock.AfInet or Sock.AfInet6)
+                return Outcome.Continue;
+            var listener = _registry.Find(Sock.Inode(copy));
+            if (listener?.Local is null) return Outcome.Continue;
+            bool convert = _policy.AcceptConvert == AcceptConvert.All ||
+                           (_policy.AcceptConvert == AcceptConvert.Vsock && listener.Family == Sock.AfVsock);
+            if (!convert) return Outcome.Continue;
+            if ((flags & ~(Sock.SockNonblock | Sock.SockCloexec)) != 0) return Outcome.Fail(Errors.EINVAL);
+            if (Sock.GetFileFlags(copy, out int fileFlags) != 0) return Outcome.Continue;
+
+            if ((fileFlags & Sock.ONonblock) != 0)
+            {
+                int accepted = TakeConnection(listener, copy, flags, out err);
+                return accepted < 0 ? Outcome.Fail(err) : Deliver(r, listener, accepted, flags);
+            }
+            keepCopy = true;
+            var request = r;
+            StartWorker(() => AcceptWhenReady(request, listener, copy, flags));
+            return Outcome.Answered;
+        }
+        finally
+        {
+            if (!keepCopy) Sock.Close(copy);
+        }
+    }
+
+    /// <summary>A kept connection if there is one, else a non-waiting accept; -1 with errno when none.</summary>
+    private static int TakeConnection(ConvertedSocket listener, int copy, int flags, out int err)
+    {
+        lock (listener)
+        {
+            if (listener.PendingAccepted is { Count: > 0 } q)
+            {
+                err = 0;
+                int kept = q.Dequeue();
+                Sock.SetNonBlocking(kept, (flags & Sock.SockNonblock) != 0);
+                return kept;
+            }
+        }
+        if (!Sock.Poll(copy, 1 /* POLLIN */, 0)) { err = Errors.EAGAIN; return -1; }
+        err = Sock.Accept(copy, Sock.SockCloexec | (flags & Sock.SockNonblock), out int accepted);
+        return err == 0 ? accepted : -1;
+    }
+
+    private void AcceptWhenReady(SyscallRequest r, ConvertedSocket listener, int copy, int flags)
+    {
+        try
+        {
+            while (_listener.IsValid(r.Id))
+            {
+                if (TargetProcess.HasDeliverableSignal(r.Pid)) { _listener.Fail(r.Id, Errors.ERESTARTSYS); return; }
+                // One waiter per listener polls and accepts, so that a ready connection is never raced for.
+                if (!Monitor.TryEnter(listener.AcceptGate, WaitSliceMs)) continue;
+                int accepted;
+                int err;
+                try
+                {
+                    accepted = TakeConnection(listener, copy, flags, out err);
+                    if (accepted < 0 && err == Errors.EAGAIN)
+                    {
+                        Sock.Poll(copy, 1, WaitSliceMs);
+                        continue;
+                    }
+                }
+                finally { Monitor.Exit(listener.AcceptGate); }
+                if (accepted < 0) { _listener.Fail(r.Id, err); return; }
+                Answer(r, Deliver(r, listener, accepted, flags));
+                return;
+            }
+        }
+        finally { Sock.Close(copy); }
+    }
+
+    /// <summary>Writes the peer address and installs the accepted socket as the call's result. Consumes <paramref name="accepted"/>.</summary>
+    private Outcome Deliver(in SyscallRequest r, ConvertedSocket listener, int accepted, int flags)
+    {
+        _registry.GetOrAddAccepted(Sock.Inode(accepted), listener);
+        Span<byte> sa = stackalloc byte[InetEndpoint.SockAddrIn6Size];
+        int size = FakePeer(listener.IPv6).Encode(sa);
+        int err = WriteSockAddr(r.Pid, r.A1, r.A2, sa[..size]);
+        if (err != 0)
+        {
+            Keep(listener, accepted);
+            return Outcome.Fail(err);
+        }
+        err = _listener.InstallAndAnswer(r.Id, accepted, (flags & Sock.SockCloexec) != 0, out _);
+        if (err != 0)
+        {
+            Keep(listener, accepted);
+            return Outcome.Answered;
+        }
+        Sock.Close(accepted);
+        _log.Decision(r.Pid, "accept", listener.Local?.ToString() ?? "", $"connection from {FakePeer(listener.IPv6)} (acceptConvert)");
+        return Outcome.Answered;
+    }
+
+    private static void Keep(ConvertedSocket listener, int accepted)
+    {
+        lock (listener) (listener.PendingAccepted ??= new()).Enqueue(accepted);
+    }
+}

@@ -1,0 +1,225 @@
+using Unsock.Core.Addressing;
+using Unsock.Core.ControlFiles;
+using Unsock.Core.Policy;
+using Native = global::Interop;
+using Sock = global::Interop.Socket;
+
+namespace Unsock.Core.Engine;
+
+internal sealed partial class Redirector
+{
+    // Where bind to port 0 picks from: Linux's default ip_local_port_range.
+    private const int EphemeralFirst = 32768, EphemeralLast = 60999, EphemeralTries = 64;
+
+    private Outcome Bind(in SyscallRequest r)
+    {
+        if (!TryReadInetAddress(r, out var endpoint, out int readErr))
+            return readErr != 0 ? UnreadableAddress(r) : Outcome.Continue;
+        var address = endpoint.MatchAddress;
+        var tcpRule = _policy.Match(RuleDirection.Bind, RuleProtocol.Tcp, address, endpoint.Port);
+        var udpRule = _policy.Match(RuleDirection.Bind, RuleProtocol.Udp, address, endpoint.Port);
+        if (tcpRule is null && udpRule is null) return Outcome.Continue;
+        if (!_listener.IsValid(r.Id)) return Outcome.Answered;
+
+        int fd = (int)r.A0;
+        int err = _target.CopyFd(r.Pid, fd, out int copy);
+        if (err != 0) return Outcome.Fail(err);
+        bool keepCopy = false;
+        try
+        {
+            err = ReadFacts(copy, out var facts);
+            if (err != 0) return Outcome.Fail(err);
+            if (facts.Domain != Sock.AfInet && facts.Domain != Sock.AfInet6)
+            {
+                var existing = _registry.Find(Sock.Inode(copy));
+                if (existing?.Local is null) return Outcome.Continue;
+                if (existing.Answered) return Outcome.Fail(Errors.EINVAL); // bound twice, as TCP says
+                return Outcome.Succeed(0, existing);
+            }
+            if (facts.Domain == Sock.AfInet && endpoint.IsIPv6) return Outcome.Continue;
+            var protocol = ProtocolOf(facts.Type);
+            var rule = protocol == RuleProtocol.Tcp ? tcpRule : protocol == RuleProtocol.Udp ? udpRule : null;
+            string subject = endpoint.ToString();
+            switch (rule?.Action)
+            {
+                case null:
+                case AllowAction:
+                    return Outcome.Continue;
+                case RejectAction reject:
+                    _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index} rejects with {reject.Name}");
+                    return Outcome.Fail(reject.Errno);
+            }
+            if (protocol != RuleProtocol.Tcp)
+            {
+                _log.Decision(r.Pid, "bind", subject, $"rule {rule!.Index} matches a datagram socket; datagram redirection is not supported yet, left as UDP");
+                return Outcome.Continue;
+            }
+            bool ipv6 = facts.Domain == Sock.AfInet6;
+            var outcome = endpoint.Port == 0
+                ? BindEphemeral(r, fd, copy, facts, rule!, endpoint, ipv6)
+                : BindAt(r, fd, copy, facts, rule!, endpoint, ipv6, out _);
+            keepCopy = outcome.Kind is OutcomeKind.Succeed or OutcomeKind.Answered;
+            return outcome;
+        }
+        finally
+        {
+            if (!keepCopy) Sock.Close(copy);
+        }
+    }
+
+    private Outcome BindEphemeral(in SyscallRequest r, int fd, int copy, SocketFacts facts, PolicyRule rule, InetEndpoint endpoint, bool ipv6)
+    {
+        for (int i = 0; i < EphemeralTries; i++)
+        {
+            int port = Random.Shared.Next(EphemeralFirst, EphemeralLast + 1);
+            var candidate = endpoint with { Port = port };
+            var outcome = BindAt(r, fd, copy, facts, rule, candidate, ipv6, out bool inUse);
+            if (!inUse) return outcome;
+        }
+        return Outcome.Fail(Errors.EADDRINUSE);
+    }
+
+    /// <summary>Creates the socket file for <paramref name="endpoint"/> and swaps the bound socket in.</summary>
+    private Outcome BindAt(in SyscallRequest r, int fd, int copy, SocketFacts facts, PolicyRule rule, InetEndpoint endpoint,
+        bool ipv6, out bool inUse)
+    {
+        inUse = false;
+        string path = rule.ResolvePath(endpoint.MatchAddress, endpoint.Port, RuleProtocol.Tcp);
+        string subject = endpoint.ToString();
+        ControlFile? control;
+        try
+        {
+            ControlFile.TryLoad(path, out control);
+        }
+        catch (ControlFileException e)
+        {
+            _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index}: {e.Message}");
+            return Outcome.Fail(Errors.EINVAL);
+        }
+        if (control is not null) return BindControlFile(r, fd, copy, facts, rule, endpoint, ipv6, control, path);
+
+        int err = EnsureDirectory(r.Pid, Path.GetDirectoryName(path)!);
+        if (err != 0)
+        {
+            _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index}: cannot create directory of {path}: {Errors.Name(err)}");
+            return Outcome.Fail(err == Errors.EACCES || err == Errors.EPERM ? Errors.EACCES : err);
+        }
+        err = Sock.Create(Sock.AfUnix, Sock.SockStream | Sock.SockCloexec, out int unix);
+        if (err != 0) return Outcome.Fail(err);
+        bool handedOver = false;
+        try
+        {
+            CopySocketOptions(copy, unix);
+            Span<byte> sa = stackalloc byte[UnixAddress.MaxSize];
+            err = UnixSockAddr(path, sa, out int size, out int dirFd, out string sunPath);
+            if (err == 0)
+            {
+                err = Sock.Bind(unix, sa[..size]);
+                if (err == Errors.EADDRINUSE && RemoveStaleSocketFile(path, sunPath))
+                    err = Sock.Bind(unix, sa[..size]);
+                Sock.Close(dirFd);
+            }
+            if (err != 0)
+            {
+                inUse = err == Errors.EADDRINUSE;
+                int mapped = err is Errors.EPERM ? Errors.EACCES : err;
+                _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index} -> {path}: {Errors.Name(mapped)}");
+                return Outcome.Fail(mapped);
+            }
+            if (Native.FileSystem.Lstat(path, out var st) != 0) return Outcome.Fail(Errors.EIO);
+            int mode = rule.Mode ?? (0x1FF & ~TargetProcess.Umask(r.Pid));
+            Native.FileSystem.Chmod(path, mode);
+            GiveToTarget(r.Pid, path);
+            var file = new BoundFile(path, sunPath, st.Device, st.Inode, Sock.Inode(unix));
+            var entry = new ConvertedSocket(file.SocketInode, Sock.AfUnix, ipv6) { Local = endpoint.InFamily(ipv6), File = file };
+            file.Listener = entry;
+            _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index} -> {path} (mode {Convert.ToString(mode, 8)})");
+            handedOver = true;
+            return Swap(r, fd, unix, copy, facts.NonBlocking, entry);
+        }
+        finally
+        {
+            if (!handedOver) Sock.Close(unix);
+        }
+    }
+
+    private Outcome BindControlFile(in SyscallRequest r, int fd, int copy, SocketFacts facts, PolicyRule rule,
+        InetEndpoint endpoint, bool ipv6, ControlFile control, string path)
+    {
+        string subject = endpoint.ToString();
+        if (control.Kind == ControlFileKind.FirecrackerProxy)
+        {
+            _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index}: {path} is a Firecracker proxy control file; one cannot listen through it");
+            return Outcome.Fail(Errors.EINVAL);
+        }
+        int err = Sock.Create(control.DestinationFamily, Sock.SockStream | Sock.SockCloexec, out int sock);
+        if (err != 0)
+        {
+            _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index} via control file ({control}): socket: {Errors.Name(err)}");
+            return Outcome.Fail(err);
+        }
+        CopySocketOptions(copy, sock);
+        foreach (var p in control.Parameters) p.ApplyTo(sock);
+        err = Sock.Bind(sock, control.Destination.Span);
+        if (err != 0)
+        {
+            Sock.Close(sock);
+            _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index} via control file ({control}): {Errors.Name(err)}");
+            return Outcome.Fail(err);
+        }
+        _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index} via control file ({control})");
+        var entry = new ConvertedSocket(Sock.Inode(sock), control.DestinationFamily, ipv6) { Local = endpoint.InFamily(ipv6) };
+        return Swap(r, fd, sock, copy, facts.NonBlocking, entry);
+    }
+
+    /// <summary>True when <paramref name="path"/> was a socket file nobody listens on, and is now gone.</summary>
+    private bool RemoveStaleSocketFile(string path, string sunPath)
+    {
+        if (Native.FileSystem.Lstat(path, out var st) != 0 || !st.IsSocket) return false; // never delete other files
+        if (IsListenedOn(sunPath) || (sunPath != path && IsListenedOn(path))) return false;
+        if (Native.FileSystem.Lstat(path, out var again) != 0 || again.Inode != st.Inode) return false;
+        return Native.FileSystem.Unlink(path) == 0;
+    }
+
+    /// <summary>Looks the path up among listening Unix sockets without connecting (a probe would reach the server).</summary>
+    private static bool IsListenedOn(string path)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/net/unix"))
+            {
+                if (!line.EndsWith(path, StringComparison.Ordinal) || line.Length <= path.Length || line[^(path.Length + 1)] != ' ') continue;
+                var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                if (fields.Length >= 4 && (Convert.ToUInt32(fields[3], 16) & 0x10000) != 0) return true;
+            }
+            return false;
+        }
+        catch (IOException) { return true; }
+    }
+
+    /// <summary>Creates missing directories (0755 under the target's umask), owned by the target.</summary>
+    private int EnsureDirectory(int pid, string dir)
+    {
+        if (Native.FileSystem.Lstat(dir, out var st) == 0) return st.IsDirectory || Directory.Exists(dir) ? 0 : Errors.ENOTDIR;
+        string? parent = Path.GetDirectoryName(dir);
+        if (parent is not null && parent != dir)
+        {
+            int perr = EnsureDirectory(pid, parent);
+            if (perr != 0) return perr;
+        }
+        int err = Native.FileSystem.Mkdir(dir, 0x1ED /* 0755 */);
+        if (err == Errors.EEXIST) return 0;
+        if (err != 0) return err;
+        Native.FileSystem.Chmod(dir, 0x1ED & ~TargetProcess.Umask(pid));
+        GiveToTarget(pid, dir);
+        return 0;
+    }
+
+    /// <summary>A root supervisor creates files for an unprivileged target: they must belong to the target.</summary>
+    private void GiveToTarget(int pid, string path)
+    {
+        if (!_root) return;
+        var (uid, gid) = TargetProcess.Owner(pid);
+        if (uid > 0) Native.FileSystem.Lchown(path, uid, gid);
+    }
+}

@@ -1,0 +1,253 @@
+using Unsock.Core.Addressing;
+using Unsock.Core.ControlFiles;
+using Unsock.Core.Policy;
+using Sock = global::Interop.Socket;
+
+namespace Unsock.Core.Engine;
+
+internal sealed partial class Redirector
+{
+    private static readonly TimeSpan HandshakeTimeout = TimeSpan.FromSeconds(10);
+    private const int WaitSliceMs = 50;
+
+    private Outcome Connect(in SyscallRequest r)
+    {
+        if (!TryReadInetAddress(r, out var endpoint, out int readErr))
+            return readErr != 0 ? UnreadableAddress(r) : Outcome.Continue;
+        var address = endpoint.MatchAddress;
+        var tcpRule = _policy.Match(RuleDirection.Connect, RuleProtocol.Tcp, address, endpoint.Port);
+        var udpRule = _policy.Match(RuleDirection.Connect, RuleProtocol.Udp, address, endpoint.Port);
+        if (tcpRule is null && udpRule is null) return Outcome.Continue;
+        if (!_listener.IsValid(r.Id)) return Outcome.Answered;
+
+        int fd = (int)r.A0;
+        int err = _target.CopyFd(r.Pid, fd, out int copy);
+        if (err != 0) return Outcome.Fail(err);
+        bool keepCopy = false;
+        try
+        {
+            err = ReadFacts(copy, out var facts);
+            if (err != 0) return Outcome.Fail(err);
+            if (facts.Domain != Sock.AfInet && facts.Domain != Sock.AfInet6) return RestartedConnect(copy);
+            if (facts.Domain == Sock.AfInet && endpoint.IsIPv6) return Outcome.Continue; // the kernel's EAFNOSUPPORT
+            var protocol = ProtocolOf(facts.Type);
+            var rule = protocol == RuleProtocol.Tcp ? tcpRule : protocol == RuleProtocol.Udp ? udpRule : null;
+            string subject = endpoint.ToString();
+            switch (rule?.Action)
+            {
+                case null:
+                case AllowAction:
+                    return Outcome.Continue;
+                case RejectAction reject:
+                    _log.Decision(r.Pid, "connect", subject, $"rule {rule.Index} rejects with {reject.Name}");
+                    return Outcome.Fail(reject.Errno);
+            }
+            if (protocol != RuleProtocol.Tcp)
+            {
+                _log.Decision(r.Pid, "connect", subject, $"rule {rule!.Index} matches a datagram socket; datagram redirection is not supported yet, left as UDP");
+                return Outcome.Continue;
+            }
+            string path = rule!.ResolvePath(address, endpoint.Port, protocol);
+            var entry = new ConvertedSocket(0, Sock.AfUnix, facts.Domain == Sock.AfInet6) { Peer = endpoint.InFamily(facts.Domain == Sock.AfInet6) };
+
+            ControlFile? control;
+            try
+            {
+                ControlFile.TryLoad(path, out control);
+            }
+            catch (ControlFileException e)
+            {
+                _log.Decision(r.Pid, "connect", subject, $"rule {rule.Index}: {e.Message}");
+                return Outcome.Fail(Errors.ECONNREFUSED);
+            }
+            if (control is not null)
+            {
+                keepCopy = true;
+                StartControlFileConnect(r, fd, copy, facts, entry, control, path, rule.Index);
+                return Outcome.Answered;
+            }
+
+            err = Sock.Create(Sock.AfUnix, Sock.SockStream | Sock.SockNonblock | Sock.SockCloexec, out int unix);
+            if (err != 0) return Outcome.Fail(err);
+            CopySocketOptions(copy, unix);
+            Span<byte> sa = stackalloc byte[UnixAddress.MaxSize];
+            err = UnixSockAddr(path, sa, out int size, out int dirFd, out _);
+            if (err == 0)
+            {
+                err = Sock.Connect(unix, sa[..size]);
+                Sock.Close(dirFd);
+            }
+            if (err == Errors.EAGAIN)
+            {
+                // A full backlog: TCP programs read EAGAIN as "out of ports", so wait for room instead.
+                keepCopy = true;
+                byte[] saved = sa[..size].ToArray();
+                var request = r;
+                StartWorker(() => FinishConnectWhenRoom(request, fd, copy, unix, saved, facts, entry, path, rule.Index));
+                return Outcome.Answered;
+            }
+            if (err != 0)
+            {
+                Sock.Close(unix);
+                int mapped = MapUnixConnectError(err);
+                _log.Decision(r.Pid, "connect", subject, $"rule {rule.Index} -> {path}: {Errors.Name(mapped)}");
+                return Outcome.Fail(mapped);
+            }
+            entry = WithInode(entry, unix);
+            _log.Decision(r.Pid, "connect", subject, $"rule {rule.Index} -> {path}: connected");
+            keepCopy = true;
+            return Swap(r, fd, unix, copy, facts.NonBlocking, entry);
+        }
+        finally
+        {
+            if (!keepCopy) Sock.Close(copy);
+        }
+    }
+
+    /// <summary>A connect restarted after a signal, on a socket we already swapped: finish it, do not fail it.</summary>
+    private Outcome RestartedConnect(int copy)
+    {
+        var entry = _registry.Find(Sock.Inode(copy));
+        if (entry?.Peer is null) return Outcome.Continue;
+        if (entry.Answered) return Outcome.Fail(Errors.EISCONN);
+        return Outcome.Succeed(0, entry);
+    }
+
+    private static ConvertedSocket WithInode(ConvertedSocket e, int fd) =>
+        new(Sock.Inode(fd), e.Family, e.IPv6) { Peer = e.Peer, Local = e.Local, File = e.File };
+
+    private static int MapUnixConnectError(int err) => err switch
+    {
+        Errors.ENOENT or Errors.ENOTDIR or Errors.ECONNREFUSED or 91 /* EPROTOTYPE */ => Errors.ECONNREFUSED,
+        Errors.EACCES or Errors.EPERM => Errors.EACCES,
+        _ => err,
+    };
+
+    private void StartWorker(Action work)
+    {
+        var thread = new Thread(() =>
+        {
+            try { work(); }
+            catch (Exception e) { _log.Message($"worker failed: {e.Message}"); }
+        }) { IsBackground = true, Name = "unsock-slow-call" };
+        thread.Start();
+    }
+
+    /// <summary>Blocking-connects in slices so that an interrupted target or its SO_SNDTIMEO ends the wait.</summary>
+    private void FinishConnectWhenRoom(SyscallRequest r, int fd, int copy, int unix, byte[] sockaddr, SocketFacts facts,
+        ConvertedSocket entry, string path, int ruleIndex)
+    {
+        bool swapped = false;
+        try
+        {
+            Span<byte> timeo = stackalloc byte[16];
+            int len = Sock.GetRaw(copy, Sock.SolSocket, Sock.SoSndTimeo, timeo);
+            long limitMs = len == 16
+                ? BitConverter.ToInt64(timeo) * 1000 + BitConverter.ToInt64(timeo[8..]) / 1000
+                : 0;
+            var deadline = limitMs > 0 ? Environment.TickCount64 + limitMs : long.MaxValue;
+            Sock.SetNonBlocking(unix, false);
+            Span<byte> slice = stackalloc byte[16];
+            BitConverter.TryWriteBytes(slice, 0L);
+            BitConverter.TryWriteBytes(slice[8..], (long)WaitSliceMs * 1000);
+            Sock.SetRaw(unix, Sock.SolSocket, Sock.SoSndTimeo, slice);
+            int err;
+            while (true)
+            {
+                err = Sock.Connect(unix, sockaddr);
+                if (err != Errors.EAGAIN && err != Errors.EINTR) break;
+                if (!_listener.IsValid(r.Id)) return; // the target is gone
+                if (TargetProcess.HasDeliverableSignal(r.Pid)) { _listener.Fail(r.Id, Errors.ERESTARTSYS); return; }
+                if (Environment.TickCount64 >= deadline) { err = Errors.ETIMEDOUT; break; }
+            }
+            if (len > 0) Sock.SetRaw(unix, Sock.SolSocket, Sock.SoSndTimeo, timeo[..len]);
+            if (err != 0)
+            {
+                int mapped = MapUnixConnectError(err);
+                _log.Decision(r.Pid, "connect", path, $"rule {ruleIndex}: {Errors.Name(mapped)} after waiting for room");
+                _listener.Fail(r.Id, mapped);
+                return;
+            }
+            _log.Decision(r.Pid, "connect", path, $"rule {ruleIndex}: connected after waiting for room");
+            swapped = true;
+            Answer(r, Swap(r, fd, unix, copy, facts.NonBlocking, WithInode(entry, unix)));
+        }
+        finally
+        {
+            if (!swapped) { Sock.Close(unix); Sock.Close(copy); }
+        }
+    }
+
+    /// <summary>Connects through a control file (VSOCK, TIPC, Firecracker proxy) on a worker: these can block.</summary>
+    private void StartControlFileConnect(SyscallRequest r, int fd, int copy, SocketFacts facts, ConvertedSocket entry,
+        ControlFile control, string path, int ruleIndex)
+    {
+        StartWorker(() =>
+        {
+            int sock = -1;
+            bool swapped = false;
+            try
+            {
+                int err;
+                int family;
+                if (control.Kind == ControlFileKind.FirecrackerProxy)
+                {
+                    family = Sock.AfUnix;
+                    err = Sock.Create(Sock.AfUnix, Sock.SockStream | Sock.SockCloexec, out sock);
+                    Span<byte> sa = stackalloc byte[UnixAddress.MaxSize];
+                    if (err == 0) err = UnixSockAddr(control.ProxyPath!, sa, out int size, out int dirFd, out _) is var e && e == 0
+                        ? ConnectThenClose(sock, sa[..size], dirFd) : e;
+                    if (err == 0)
+                    {
+                        try
+                        {
+                            FirecrackerHandshake.Run(sock, control.VsockPort, HandshakeTimeout,
+                                () => !_listener.IsValid(r.Id) || TargetProcess.HasDeliverableSignal(r.Pid));
+                        }
+                        catch (FirecrackerHandshakeException ex)
+                        {
+                            _log.Decision(r.Pid, "connect", path, $"rule {ruleIndex}: Firecracker proxy {control.ProxyPath}: {ex.Message}");
+                            err = ex.Errno == Errors.EINTR ? Errors.ERESTARTSYS : ex.Errno;
+                        }
+                    }
+                    else err = MapUnixConnectError(err);
+                }
+                else
+                {
+                    family = control.DestinationFamily;
+                    err = Sock.Create(family, Sock.SockStream | Sock.SockCloexec, out sock);
+                    if (err == 0)
+                    {
+                        CopySocketOptions(copy, sock);
+                        foreach (var p in control.Parameters) p.ApplyTo(sock);
+                        err = Sock.Connect(sock, control.Destination.Span);
+                    }
+                }
+                if (err != 0)
+                {
+                    _log.Decision(r.Pid, "connect", path, $"rule {ruleIndex} via control file ({control}): {Errors.Name(err)}");
+                    _listener.Fail(r.Id, err);
+                    return;
+                }
+                _log.Decision(r.Pid, "connect", path, $"rule {ruleIndex} via control file ({control}): connected");
+                var converted = new ConvertedSocket(Sock.Inode(sock), family, entry.IPv6) { Peer = entry.Peer };
+                swapped = true;
+                Answer(r, Swap(r, fd, sock, copy, facts.NonBlocking, converted));
+            }
+            finally
+            {
+                if (!swapped) { Sock.Close(sock); Sock.Close(copy); }
+            }
+        });
+    }
+
+    private static int ConnectThenClose(int sock, ReadOnlySpan<byte> sockaddr, int dirFd)
+    {
+        int err = Sock.Connect(sock, sockaddr);
+        Sock.Close(dirFd);
+        return err;
+    }
+
+    /// <summary>Sends a worker's outcome (the notification thread does this for its own).</summary>
+    internal void Answer(in SyscallRequest r, Outcome outcome) => NotificationLoop.Send(_listener, r, outcome);
+}

@@ -1,0 +1,77 @@
+using System.Buffers.Binary;
+using Unsock.Core.Addressing;
+using Unsock.Core.Policy;
+using Sock = global::Interop.Socket;
+
+namespace Unsock.Core.Engine;
+
+internal sealed partial class Redirector
+{
+    /// <summary>The converted socket behind a target fd: swapped in by us, or accepted from a listener of ours.</summary>
+    private ConvertedSocket? Lookup(int copy, int domain)
+    {
+        ulong inode = Sock.Inode(copy);
+        var entry = _registry.Find(inode);
+        if (entry is not null || domain != Sock.AfUnix) return entry;
+        Span<byte> name = stackalloc byte[UnixAddress.MaxSize];
+        int len = Sock.GetName(copy, name);
+        if (len <= UnixAddress.PathOffset) return null;
+        var path = UnixAddress.DecodePath(name[..len]);
+        if (path is null || _registry.FindFile(path)?.Listener is not { } listener || listener.Inode == inode) return null;
+        return _registry.GetOrAddAccepted(inode, listener);
+    }
+
+    private Outcome Name(in SyscallRequest r, bool peer)
+    {
+        if (_registry.IsEmpty && _policy.AcceptConvert == AcceptConvert.None) return Outcome.Continue;
+        int err = _target.CopyFd(r.Pid, (int)r.A0, out int copy);
+        if (err != 0) return Outcome.Continue; // the kernel gives the program the same EBADF/ENOTSOCK
+        try
+        {
+            if (Sock.GetInt(copy, Sock.SolSocket, Sock.SoDomain, out int domain) != 0) return Outcome.Continue;
+            if (domain is Sock.AfInet or Sock.AfInet6) return Outcome.Continue;
+            var entry = Lookup(copy, domain);
+            InetEndpoint? reported;
+            if (entry is null)
+            {
+                // A foreign peer (an AF_UNIX/VSOCK client that is not a program of ours): only with acceptConvert.
+                bool convert = _policy.AcceptConvert == AcceptConvert.All ||
+                               (_policy.AcceptConvert == AcceptConvert.Vsock && domain == Sock.AfVsock);
+                if (!convert || !peer) return Outcome.Continue;
+                reported = FakePeer(ipv6: false);
+            }
+            else if (peer)
+            {
+                reported = entry.Peer;
+                if (reported is null && entry.AcceptedFromListener) reported = FakePeer(entry.IPv6);
+                if (reported is null) return Outcome.Fail(Errors.ENOTCONN);
+            }
+            else
+            {
+                reported = entry.Local ?? FakePeer(entry.IPv6);
+            }
+            Span<byte> sa = stackalloc byte[InetEndpoint.SockAddrIn6Size];
+            int size = reported.Value.Encode(sa);
+            err = WriteSockAddr(r.Pid, r.A1, r.A2, sa[..size]);
+            return err == 0 ? Outcome.Succeed() : Outcome.Fail(err);
+        }
+        finally { Sock.Close(copy); }
+    }
+
+    /// <summary>
+    /// Writes a sockaddr the way the kernel does for getsockname/accept: at most *len bytes, then the full
+    /// length into *len, so a short buffer sees truncation and the real size.
+    /// </summary>
+    internal static int WriteSockAddr(int pid, ulong addressPointer, ulong lengthPointer, ReadOnlySpan<byte> sockaddr)
+    {
+        Span<byte> lenBytes = stackalloc byte[4];
+        int err = TargetProcess.ReadMemory(pid, lengthPointer, lenBytes);
+        if (err != 0) return Errors.EFAULT;
+        int capacity = BinaryPrimitives.ReadInt32LittleEndian(lenBytes);
+        if (capacity < 0) return Errors.EINVAL;
+        int n = Math.Min(capacity, sockaddr.Length);
+        if (n > 0 && TargetProcess.WriteMemory(pid, addressPointer, sockaddr[..n]) != 0) return Errors.EFAULT;
+        BinaryPrimitives.WriteInt32LittleEndian(lenBytes, sockaddr.Length);
+        return TargetProcess.WriteMemory(pid, lengthPointer, lenBytes) != 0 ? Errors.EFAULT : 0;
+    }
+}

@@ -1,0 +1,140 @@
+using System.Buffers.Binary;
+using Sock = global::Interop.Socket;
+
+namespace Unsock.Core.Engine;
+
+internal sealed partial class Redirector
+{
+    private const int MaxOptionLength = 256;
+    private const int TcpInfo = 11, TcpCongestion = 13, TcpInfoSize = 232;
+
+    /// <summary>What a fresh TCP socket on loopback answers, for options a program reads before setting them.</summary>
+    private static byte[]? DefaultOption(int level, int option, bool listening) => (level, option) switch
+    {
+        (Sock.SolTcp, 1) => Int(0),        // TCP_NODELAY
+        (Sock.SolTcp, 2) => Int(65483),    // TCP_MAXSEG on loopback
+        (Sock.SolTcp, 3) => Int(0),        // TCP_CORK
+        (Sock.SolTcp, 4) => Int(7200),     // TCP_KEEPIDLE
+        (Sock.SolTcp, 5) => Int(75),       // TCP_KEEPINTVL
+        (Sock.SolTcp, 6) => Int(9),        // TCP_KEEPCNT
+        (Sock.SolTcp, 9) => Int(0),        // TCP_DEFER_ACCEPT
+        (Sock.SolTcp, 12) => Int(1),       // TCP_QUICKACK
+        (Sock.SolTcp, 18) => Int(0),       // TCP_USER_TIMEOUT
+        (Sock.SolTcp, 23) => Int(0),       // TCP_FASTOPEN
+        (Sock.SolTcp, TcpCongestion) => "cubic\0\0\0\0\0\0\0\0\0\0\0"u8.ToArray(),
+        (Sock.SolTcp, TcpInfo) => TcpInfoBytes(listening),
+        (Sock.SolIp, 1) => Int(0),         // IP_TOS
+        (Sock.SolIp, 2) => Int(64),        // IP_TTL
+        (Sock.SolIp, 10) => Int(0),        // IP_MTU_DISCOVER
+        (Sock.SolIp, 49) => Int(1),        // IP_MULTICAST_ALL
+        (Sock.SolIpv6, 16) => Int(64),     // IPV6_UNICAST_HOPS
+        (Sock.SolIpv6, 26) => Int(0),      // IPV6_V6ONLY
+        (Sock.SolIpv6, 67) => Int(0),      // IPV6_TCLASS
+        _ => null,
+    };
+
+    private static byte[] Int(int v)
+    {
+        var b = new byte[4];
+        BinaryPrimitives.WriteInt32LittleEndian(b, v);
+        return b;
+    }
+
+    private static byte[] TcpInfoBytes(bool listening)
+    {
+        var b = new byte[TcpInfoSize];
+        b[0] = listening ? (byte)10 /* TCP_LISTEN */ : (byte)1 /* TCP_ESTABLISHED */;
+        return b;
+    }
+
+    private static bool IsIntOption(int level, int option) =>
+        !(level == Sock.SolTcp && option is TcpCongestion or TcpInfo or 14 /* TCP_MD5SIG */ or 26 /* TCP_ULP */);
+
+    private Outcome GetSockOpt(in SyscallRequest r)
+    {
+        if (_registry.IsEmpty) return Outcome.Continue;
+        int level = (int)r.A1, option = (int)r.A2;
+        int err = _target.CopyFd(r.Pid, (int)r.A0, out int copy);
+        if (err != 0) return Outcome.Continue;
+        try
+        {
+            if (Sock.GetInt(copy, Sock.SolSocket, Sock.SoDomain, out int domain) != 0 || domain is Sock.AfInet or Sock.AfInet6)
+                return Outcome.Continue;
+            var entry = Lookup(copy, domain);
+            if (entry is null) return Outcome.Continue;
+            byte[]? value;
+            if (level == Sock.SolSocket)
+            {
+                value = option switch
+                {
+                    Sock.SoDomain => Int(entry.IPv6 ? Sock.AfInet6 : Sock.AfInet),
+                    Sock.SoProtocol => Int(6), // IPPROTO_TCP
+                    _ => null,
+                };
+                if (value is null) return Outcome.Continue;
+            }
+            else
+            {
+                bool listening = Sock.GetInt(copy, Sock.SolSocket, Sock.SoAcceptConn, out int acc) == 0 && acc != 0;
+                value = entry.GetOption(level, option) ?? DefaultOption(level, option, listening);
+                if (value is null) return Outcome.Fail(Errors.ENOPROTOOPT);
+            }
+            return WriteOption(r.Pid, r.A3, r.A4, value);
+        }
+        finally { Sock.Close(copy); }
+    }
+
+    /// <summary>getsockopt's copy-out: min(*optlen, size) bytes, then that count into *optlen.</summary>
+    private static Outcome WriteOption(int pid, ulong valuePointer, ulong lengthPointer, byte[] value)
+    {
+        Span<byte> lenBytes = stackalloc byte[4];
+        if (TargetProcess.ReadMemory(pid, lengthPointer, lenBytes) != 0) return Outcome.Fail(Errors.EFAULT);
+        int capacity = BinaryPrimitives.ReadInt32LittleEndian(lenBytes);
+        if (capacity < 0) return Outcome.Fail(Errors.EINVAL);
+        int n = Math.Min(capacity, value.Length);
+        if (n > 0 && TargetProcess.WriteMemory(pid, valuePointer, value.AsSpan(0, n)) != 0) return Outcome.Fail(Errors.EFAULT);
+        BinaryPrimitives.WriteInt32LittleEndian(lenBytes, n);
+        return TargetProcess.WriteMemory(pid, lengthPointer, lenBytes) != 0 ? Outcome.Fail(Errors.EFAULT) : Outcome.Succeed();
+    }
+
+    private Outcome SetSockOpt(in SyscallRequest r)
+    {
+        if (_registry.IsEmpty) return Outcome.Continue;
+        int level = (int)r.A1, option = (int)r.A2;
+        uint length = (uint)r.A4;
+        int err = _target.CopyFd(r.Pid, (int)r.A0, out int copy);
+        if (err != 0) return Outcome.Continue;
+        try
+        {
+            if (Sock.GetInt(copy, Sock.SolSocket, Sock.SoDomain, out int domain) != 0 || domain is Sock.AfInet or Sock.AfInet6)
+                return Outcome.Continue;
+            var entry = Lookup(copy, domain);
+            if (entry is null) return Outcome.Continue;
+            if (length > MaxOptionLength) return Outcome.Fail(Errors.EINVAL);
+            if (IsIntOption(level, option) && length < 4) return Outcome.Fail(Errors.EINVAL);
+            var value = new byte[IsIntOption(level, option) ? 4 : length];
+            if (TargetProcess.ReadMemory(r.Pid, r.A3, value) != 0) return Outcome.Fail(Errors.EFAULT);
+            entry.SetOption(level, option, value);
+            return Outcome.Succeed();
+        }
+        finally { Sock.Close(copy); }
+    }
+
+    /// <summary>shutdown(SHUT_RD/SHUT_RDWR) of a listener removes its socket file, as the original did.</summary>
+    private Outcome Shutdown(in SyscallRequest r)
+    {
+        if (_registry.IsEmpty) return Outcome.Continue;
+        if (_target.CopyFd(r.Pid, (int)r.A0, out int copy) != 0) return Outcome.Continue;
+        try
+        {
+            var entry = _registry.Find(Sock.Inode(copy));
+            if (entry?.File is { } file && Sock.GetInt(copy, Sock.SolSocket, Sock.SoAcceptConn, out int acc) == 0 && acc != 0)
+            {
+                _registry.RemoveFile(file);
+                _log.Decision(r.Pid, "shutdown", entry.Local?.ToString() ?? "", $"listener shut down, removed {file.Path}");
+            }
+            return Outcome.Continue;
+        }
+        finally { Sock.Close(copy); }
+    }
+}

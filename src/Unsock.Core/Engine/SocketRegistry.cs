@@ -1,0 +1,177 @@
+using System.Globalization;
+using Unsock.Core.Addressing;
+using Native = global::Interop;
+
+namespace Unsock.Core.Engine;
+
+/// <summary>A socket file that a target bound through us; removed when its socket is gone everywhere.</summary>
+internal sealed class BoundFile(string path, string sunPath, ulong device, ulong inode, ulong socketInode)
+{
+    public string Path { get; } = path;
+    /// <summary>What getsockname of the listener (and of every accepted socket) reports as sun_path.</summary>
+    public string SunPath { get; } = sunPath;
+    public ulong Device { get; } = device;
+    public ulong Inode { get; } = inode;
+    public ulong SocketInode { get; } = socketInode;
+    public ConvertedSocket? Listener { get; set; }
+
+    /// <summary>Unlinks the file unless somebody replaced it since we created it.</summary>
+    public bool RemoveIfStillOurs()
+    {
+        if (Native.FileSystem.Lstat(Path, out var st) != 0 || st.Device != Device || st.Inode != Inode) return false;
+        return Native.FileSystem.Unlink(Path) == 0;
+    }
+}
+
+/// <summary>A socket we swapped into a target, keyed by its socket inode.</summary>
+internal sealed class ConvertedSocket(ulong inode, int family, bool ipv6)
+{
+    public ulong Inode { get; } = inode;
+    /// <summary>The address family the socket now has (AF_UNIX, AF_VSOCK, AF_TIPC).</summary>
+    public int Family { get; } = family;
+    /// <summary>The family the program created: AF_INET6 when true, else AF_INET.</summary>
+    public bool IPv6 { get; } = ipv6;
+    public InetEndpoint? Local { get; set; }
+    public InetEndpoint? Peer { get; set; }
+    /// <summary>False between injecting the fd and the target receiving our answer: a restarted call is then ours to finish.</summary>
+    public bool Answered { get; set; }
+    public BoundFile? File { get; set; }
+    public bool AcceptedFromListener { get; set; }
+    /// <summary>Serialises the supervisor's waits in accept on this listener.</summary>
+    public object AcceptGate { get; } = new();
+    /// <summary>Connections accepted for a target that was interrupted before it got them.</summary>
+    public Queue<int>? PendingAccepted { get; set; }
+    private Dictionary<(int Level, int Option), byte[]>? _options;
+
+    public byte[]? GetOption(int level, int option) =>
+        _options is not null && _options.TryGetValue((level, option), out var v) ? v : null;
+
+    public void SetOption(int level, int option, byte[] value) => (_options ??= new())[(level, option)] = value;
+}
+
+/// <summary>
+/// Everything the engine converted: sockets by inode, socket files by sun_path. Entries of sockets that
+/// no longer exist are dropped by <see cref="Sweep"/>, which reads the kernel's list of live Unix sockets.
+/// </summary>
+internal sealed class SocketRegistry
+{
+    private readonly object _gate = new();
+    private readonly Dictionary<ulong, ConvertedSocket> _sockets = new();
+    private readonly Dictionary<string, BoundFile> _files = new(StringComparer.Ordinal);
+    private volatile int _count;
+
+    public bool IsEmpty => _count == 0;
+
+    public int Count => _count;
+
+    public ConvertedSocket? Find(ulong inode)
+    {
+        lock (_gate) return _sockets.GetValueOrDefault(inode);
+    }
+
+    public BoundFile? FindFile(string sunPath)
+    {
+        lock (_gate) return _files.GetValueOrDefault(sunPath);
+    }
+
+    public void Add(ConvertedSocket socket)
+    {
+        lock (_gate)
+        {
+            _sockets[socket.Inode] = socket;
+            if (socket.File is { } f) _files[f.SunPath] = f;
+            _count = _sockets.Count;
+        }
+    }
+
+    public ConvertedSocket GetOrAddAccepted(ulong inode, ConvertedSocket listener)
+    {
+        lock (_gate)
+        {
+            if (!_sockets.TryGetValue(inode, out var s))
+            {
+                s = new ConvertedSocket(inode, listener.Family, listener.IPv6) { Local = listener.Local, AcceptedFromListener = true, Answered = true };
+                _sockets[inode] = s;
+                _count = _sockets.Count;
+            }
+            return s;
+        }
+    }
+
+    /// <summary>Removes the socket file of a listener the program shut down.</summary>
+    public void RemoveFile(BoundFile file)
+    {
+        lock (_gate)
+        {
+            if (_files.TryGetValue(file.SunPath, out var f) && ReferenceEquals(f, file)) _files.Remove(file.SunPath);
+        }
+        file.RemoveIfStillOurs();
+    }
+
+    /// <summary>Drops entries whose sockets are closed everywhere and removes their socket files.</summary>
+    /// <param name="everythingGone">True when no target is left: every file is removed without looking.</param>
+    public List<string> Sweep(bool everythingGone)
+    {
+        HashSet<ulong>? live = everythingGone ? null : LiveUnixSocketInodes();
+        var removed = new List<string>();
+        List<BoundFile> deadFiles = new();
+        lock (_gate)
+        {
+            if (_sockets.Count == 0 && _files.Count == 0) return removed;
+            foreach (var (inode, s) in _sockets.ToArray())
+            {
+                // Only AF_UNIX sockets are listed in /proc/net/unix; others live until the end.
+                bool dead = everythingGone || (s.Family == Native.Socket.AfUnix && live is not null && !live.Contains(inode));
+                if (!dead) continue;
+                _sockets.Remove(inode);
+                lock (s)
+                    while (s.PendingAccepted is { Count: > 0 } q) Native.Socket.Close(q.Dequeue());
+            }
+            foreach (var (path, f) in _files.ToArray())
+            {
+                if (everythingGone || (live is not null && !live.Contains(f.SocketInode)))
+                {
+                    _files.Remove(path);
+                    deadFiles.Add(f);
+                }
+            }
+            _count = _sockets.Count;
+        }
+        foreach (var f in deadFiles)
+            if (f.RemoveIfStillOurs()) removed.Add(f.Path);
+        return removed;
+    }
+
+    /// <summary>Inodes of the Unix sockets that exist in this network namespace (/proc/net/unix, column 7).</summary>
+    internal static HashSet<ulong>? LiveUnixSocketInodes()
+    {
+        try
+        {
+            var set = new HashSet<ulong>();
+            using var reader = new StreamReader("/proc/net/unix");
+            reader.ReadLine(); // header
+            string? line;
+            while ((line = reader.ReadLine()) is not null)
+            {
+                // Num RefCount Protocol Flags Type St Inode Path
+                var span = line.AsSpan();
+                int field = 0, i = 0;
+                while (field < 6 && i < span.Length)
+                {
+                    while (i < span.Length && span[i] == ' ') i++;
+                    while (i < span.Length && span[i] != ' ') i++;
+                    field++;
+                }
+                while (i < span.Length && span[i] == ' ') i++;
+                int start = i;
+                while (i < span.Length && span[i] != ' ') i++;
+                if (ulong.TryParse(span[start..i], NumberStyles.None, CultureInfo.InvariantCulture, out var inode)) set.Add(inode);
+            }
+            return set;
+        }
+        catch (IOException)
+        {
+            return null; // cannot tell: keep everything
+        }
+    }
+}

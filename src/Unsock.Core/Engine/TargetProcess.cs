@@ -1,0 +1,133 @@
+using System.Text;
+using Native = global::Interop;
+
+namespace Unsock.Core.Engine;
+
+/// <summary>
+/// What the engine reads from the target: memory, copies of its fds, their close-on-exec flag, its umask
+/// and owner. Pidfds are cached per thread id; a pidfd never refers to another task, so a stale one
+/// only costs a reopen.
+/// </summary>
+internal sealed class TargetProcess : IDisposable
+{
+    private readonly Dictionary<int, int> _pidfds = new();
+    private const int MaxCachedPidfds = 4096;
+    private bool _threadPidfdsUnsupported;
+
+    public static int ReadMemory(int pid, ulong address, Span<byte> buffer) => Native.ProcessVm.Read(pid, address, buffer);
+
+    public static int WriteMemory(int pid, ulong address, ReadOnlySpan<byte> data) => Native.ProcessVm.Write(pid, address, data);
+
+    /// <summary>Our copy of the target's fd; 0 or errno (EBADF when the target has no such fd).</summary>
+    public int CopyFd(int tid, int targetFd, out int copy)
+    {
+        copy = -1;
+        for (int attempt = 0; attempt < 2; attempt++)
+        {
+            int pidfd = PidfdFor(tid, attempt > 0);
+            if (pidfd < 0) return -pidfd;
+            int r = Native.Pidfd.GetFd(pidfd, targetFd);
+            if (r >= 0) { copy = r; return 0; }
+            if (-r != Errors.ESRCH) return -r;
+        }
+        return Errors.ESRCH;
+    }
+
+    private int PidfdFor(int tid, bool reopen)
+    {
+        if (_pidfds.TryGetValue(tid, out int cached))
+        {
+            if (!reopen) return cached;
+            Native.Socket.Close(cached);
+            _pidfds.Remove(tid);
+        }
+        int fd = -1;
+        if (!_threadPidfdsUnsupported)
+        {
+            fd = Native.Pidfd.Open(tid, Native.Pidfd.PidfdThread);
+            if (fd == -Errors.EINVAL) _threadPidfdsUnsupported = true; // kernel < 6.9
+        }
+        if (_threadPidfdsUnsupported)
+        {
+            int tgid = ThreadGroupOf(tid);
+            fd = tgid > 0 ? Native.Pidfd.Open(tgid, 0) : -Errors.ESRCH;
+        }
+        if (fd < 0) return fd;
+        if (_pidfds.Count >= MaxCachedPidfds) Clear();
+        _pidfds[tid] = fd;
+        return fd;
+    }
+
+    /// <summary>The target's FD_CLOEXEC for <paramref name="fd"/>; our pidfd_getfd copy always has it set.</summary>
+    public static bool IsCloseOnExec(int tid, int fd)
+    {
+        var flags = StatusField($"/proc/{tid}/fdinfo/{fd}", "flags:");
+        return flags is not null && (Convert.ToInt64(flags, 8) & 0x80000) != 0;
+    }
+
+    /// <summary>The target's umask (for directories and socket files we create on its behalf).</summary>
+    public static int Umask(int tid)
+    {
+        var v = StatusField($"/proc/{tid}/status", "Umask:");
+        return v is null ? 0x12 /* 022 */ : Convert.ToInt32(v, 8);
+    }
+
+    /// <summary>The target's effective uid and gid.</summary>
+    public static (int Uid, int Gid) Owner(int tid)
+    {
+        var uid = StatusField($"/proc/{tid}/status", "Uid:");
+        var gid = StatusField($"/proc/{tid}/status", "Gid:");
+        static int Effective(string? f) => f is null ? -1 : int.Parse(f.Split('\t', ' ', StringSplitOptions.RemoveEmptyEntries)[1]);
+        return (Effective(uid), Effective(gid));
+    }
+
+    /// <summary>
+    /// True when the thread has a pending signal it catches and does not block. The target waits for us
+    /// killable-only (WAIT_KILLABLE_RECV), so our long waits must look for these themselves.
+    /// </summary>
+    public static bool HasDeliverableSignal(int tid)
+    {
+        ulong pending = 0, blocked = 0, caught = 0;
+        try
+        {
+            foreach (var line in File.ReadLines($"/proc/{tid}/status", Encoding.ASCII))
+            {
+                if (line.StartsWith("SigPnd:", StringComparison.Ordinal) || line.StartsWith("ShdPnd:", StringComparison.Ordinal))
+                    pending |= Convert.ToUInt64(line[7..].Trim(), 16);
+                else if (line.StartsWith("SigBlk:", StringComparison.Ordinal))
+                    blocked = Convert.ToUInt64(line[7..].Trim(), 16);
+                else if (line.StartsWith("SigCgt:", StringComparison.Ordinal))
+                    caught = Convert.ToUInt64(line[7..].Trim(), 16);
+            }
+        }
+        catch (IOException) { return false; }
+        return (pending & ~blocked & caught) != 0;
+    }
+
+    private static int ThreadGroupOf(int tid)
+    {
+        var v = StatusField($"/proc/{tid}/status", "Tgid:");
+        return v is null ? -1 : int.Parse(v);
+    }
+
+    private static string? StatusField(string path, string key)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines(path, Encoding.ASCII))
+                if (line.StartsWith(key, StringComparison.Ordinal))
+                    return line[key.Length..].Trim();
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return null;
+    }
+
+    private void Clear()
+    {
+        foreach (var fd in _pidfds.Values) Native.Socket.Close(fd);
+        _pidfds.Clear();
+    }
+
+    public void Dispose() => Clear();
+}

@@ -1,0 +1,66 @@
+using Unsock.Core;
+using System.Text;
+using Tmds.Linux;
+using static Tmds.Linux.LibC;
+
+
+internal static partial class Interop
+{
+    /// <summary>Path calls on socket files: lstat, mkdir, chmod, lchown, unlink. 0 or errno.</summary>
+    internal static unsafe partial class FileSystem
+    {
+        public const uint TypeMask = 0xF000, TypeSocket = 0xC000, TypeRegular = 0x8000, TypeDirectory = 0x4000;
+
+        public readonly record struct FileStatus(ulong Device, ulong Inode, uint Mode, long Size)
+        {
+            public bool IsSocket => (Mode & TypeMask) == TypeSocket;
+            public bool IsDirectory => (Mode & TypeMask) == TypeDirectory;
+        }
+
+        private static byte[] Z(string path)
+        {
+            var bytes = new byte[Encoding.UTF8.GetByteCount(path) + 1];
+            Encoding.UTF8.GetBytes(path, bytes);
+            return bytes;
+        }
+
+        public static int Lstat(string path, out FileStatus status)
+        {
+            stat st;
+            fixed (byte* p = Z(path))
+            {
+                if (lstat(p, &st) < 0) { status = default; return errno; }
+            }
+            status = new((ulong)st.st_dev, (ulong)st.st_ino, (uint)st.st_mode, (long)st.st_size);
+            return 0;
+        }
+
+        public static int Mkdir(string path, int mode)
+        {
+            fixed (byte* p = Z(path)) return mkdir(p, (mode_t)mode) < 0 ? errno : 0;
+        }
+
+        public static int Chmod(string path, int mode)
+        {
+            fixed (byte* p = Z(path)) return chmod(p, (mode_t)mode) < 0 ? errno : 0;
+        }
+
+        public static int Lchown(string path, int uid, int gid)
+        {
+            fixed (byte* p = Z(path)) return lchown(p, (uint)uid, (uint)gid) < 0 ? errno : 0;
+        }
+
+        public static int Unlink(string path)
+        {
+            fixed (byte* p = Z(path)) return unlink(p) < 0 ? errno : 0;
+        }
+
+        public static int OpenDirectoryPath(string path, out int fd)
+        {
+            fixed (byte* p = Z(path)) fd = open(p, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+            return fd < 0 ? errno : 0;
+        }
+
+        public static int SetUmask(int mask) => (int)(uint)umask((mode_t)mask);
+    }
+}
