@@ -15,9 +15,9 @@ public class SocketFileTests
         using var dir = new TempDir();
         string policy = Policies.Loopback(dir);
         Directory.CreateDirectory(dir["socks"]);
-        // A stale socket file: bound, then its socket closed.
-        using (var stale = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
-            stale.Bind(new UnixDomainSocketEndPoint(dir["socks/8100.sock"]));
+        // A stale socket file: bound, then its socket closed (.NET's Socket would delete its file on close).
+        using (var stale = new RunningProgram(Launcher.Python, ["-c", $"import socket; socket.socket(socket.AF_UNIX).bind('{dir["socks/8100.sock"]}')"]))
+            Assert.Equal(0, stale.WaitForExit(Long));
         Assert.True(File.Exists(dir["socks/8100.sock"]));
         using (var p = new RunningProgram(Launcher.Path, ["--policy", policy, "--", Py, Probe, "bind", "127.0.0.1", "8100"]))
         {

@@ -153,9 +153,11 @@ def many(host, port, total, threads):
 
 
 def signalled(host, port, total):
-    """Makes `total` connections while a thread sends this process SIGUSR1 every 10 ms."""
+    """Makes `total` connections while a thread sends this process SIGUSR1 every 10 ms. The handler is
+    installed with SA_RESTART, as Go installs its preemption signal (SIGURG)."""
     got = [0]
     signal.signal(signal.SIGUSR1, lambda *_: got.__setitem__(0, got[0] + 1))
+    signal.siginterrupt(signal.SIGUSR1, False)
     stop = threading.Event()
 
     def pester():
@@ -164,17 +166,17 @@ def signalled(host, port, total):
             time.sleep(0.01)
 
     threading.Thread(target=pester, daemon=True).start()
-    failures = 0
+    failures = []
     for _ in range(int(total)):
         try:
             with socket.create_connection((host, int(port)), timeout=30) as c:
                 c.sendall(b"y")
                 if c.recv(1) != b"y":
-                    failures += 1
-        except OSError:
-            failures += 1
+                    failures.append("short echo")
+        except OSError as e:
+            failures.append(repr(e))
     stop.set()
-    print(json.dumps({"failures": failures, "signals": got[0]}), flush=True)
+    print(json.dumps({"failures": len(failures), "first": failures[:3], "signals": got[0]}), flush=True)
 
 
 def sigint_accept(host, port):
