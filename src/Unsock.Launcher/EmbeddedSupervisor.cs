@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using Unsock.Core.Engine;
 using Unsock.Core.Filter;
-using Unsock.Core.Policy;
+using Unsock.Core.Policies;
 
 namespace Unsock.Launcher;
 

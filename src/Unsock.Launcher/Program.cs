@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 using Unsock.Core.ControlFiles;
 using Unsock.Core.Engine;
 using Unsock.Core.Filter;
-using Unsock.Core.Policy;
+using Unsock.Core.Policies;
 
 [assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]
 

@@ -1,5 +1,5 @@
 using Unsock.Core.Filter;
-using Unsock.Core.Policy;
+using Unsock.Core.Policies;
 
 namespace Unsock.Core.Engine;
 
@@ -12,7 +12,7 @@ public static class FilterPlan
     private const int SolSocket = 1, SolIp = 0, SolTcp = 6, SolIpv6 = 41, SoProtocol = 38, SoDomain = 39;
     private const int ShutWr = 1, AfInet = 2, AfInet6 = 10;
 
-    public static IReadOnlyList<SyscallRule> For(Policy.Policy policy)
+    public static IReadOnlyList<SyscallRule> For(Policy policy)
     {
         var rules = new List<SyscallRule>();
         bool decides = policy.Rules.Any(r => r.Action is not AllowAction);

@@ -1,3 +1,5 @@
+using Unsock.Core.Policies;
+
 namespace Unsock.Core.Engine;
 
 /// <summary>
@@ -13,7 +15,7 @@ public sealed class NotificationEngine : IDisposable
 
     /// <param name="listenerFd">The listener; the engine owns and closes it.</param>
     /// <param name="verboseLog">Where -v decisions go, or null.</param>
-    public NotificationEngine(Policy.Policy policy, int listenerFd, TextWriter? verboseLog)
+    public NotificationEngine(Policy policy, int listenerFd, TextWriter? verboseLog)
     {
         var log = new EngineLog(verboseLog);
         _listener = new SeccompListener(listenerFd);

@@ -1,3 +1,4 @@
+using Unsock.Core.Filter;
 using Tmds.Linux;
 using static Tmds.Linux.LibC;
 

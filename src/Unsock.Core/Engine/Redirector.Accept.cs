@@ -1,5 +1,5 @@
 using Unsock.Core.Addressing;
-using Unsock.Core.Policy;
+using Unsock.Core.Policies;
 using Sock = global::Interop.Socket;
 
 namespace Unsock.Core.Engine;

@@ -1,6 +1,6 @@
 using Unsock.Core.Addressing;
 using Unsock.Core.ControlFiles;
-using Unsock.Core.Policy;
+using Unsock.Core.Policies;
 using Native = global::Interop;
 using Sock = global::Interop.Socket;
 

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 using Unsock.Core.Addressing;
-using Unsock.Core.Policy;
+using Unsock.Core.Policies;
 using Sock = global::Interop.Socket;
 
 namespace Unsock.Core.Engine;

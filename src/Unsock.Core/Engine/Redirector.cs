@@ -1,7 +1,8 @@
+using Unsock.Core.Filter;
 using System.Buffers.Binary;
 using System.Net;
 using Unsock.Core.Addressing;
-using Unsock.Core.Policy;
+using Unsock.Core.Policies;
 using Native = global::Interop;
 using Sock = global::Interop.Socket;
 
@@ -15,7 +16,7 @@ namespace Unsock.Core.Engine;
 /// </summary>
 internal sealed partial class Redirector : IDisposable
 {
-    private readonly Policy.Policy _policy;
+    private readonly Policy _policy;
     private readonly SeccompListener _listener;
     private readonly SocketRegistry _registry;
     private readonly TargetProcess _target = new();
@@ -23,7 +24,7 @@ internal sealed partial class Redirector : IDisposable
     private readonly int _tcpDefaultSendBuffer, _tcpDefaultReceiveBuffer;
     private readonly bool _root = Environment.IsPrivilegedProcess;
 
-    public Redirector(Policy.Policy policy, SeccompListener listener, SocketRegistry registry, EngineLog log)
+    public Redirector(Policy policy, SeccompListener listener, SocketRegistry registry, EngineLog log)
     {
         _policy = policy;
         _listener = listener;
@@ -35,7 +36,7 @@ internal sealed partial class Redirector : IDisposable
 
     public Outcome Handle(in SyscallRequest r)
     {
-        if (r.Arch != Native.SeccompNotify.AuditArchX86_64) return Outcome.Fail(Errors.ENOSYS); // the filter already refuses these
+        if (r.Arch != AuditArch.X86_64) return Outcome.Fail(Errors.ENOSYS); // the filter already refuses these
         return r.Nr switch
         {
             Syscalls.Connect => Connect(r),

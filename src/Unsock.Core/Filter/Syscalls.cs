@@ -22,6 +22,14 @@ public static class Syscalls
     public const int Accept4 = 288;
     public const int Seccomp = 317;
     public const int IoUringSetup = 425;
+
+    /// <summary>The call's name for messages.</summary>
+    public static string Name(int nr) => nr switch
+    {
+        Socket => "socket", Connect => "connect", Accept => "accept", Shutdown => "shutdown", Bind => "bind",
+        GetSockName => "getsockname", GetPeerName => "getpeername", SetSockOpt => "setsockopt",
+        GetSockOpt => "getsockopt", Accept4 => "accept4", IoUringSetup => "io_uring_setup", _ => $"syscall {nr}",
+    };
 }
 
 /// <summary>AUDIT_ARCH_* values that appear in seccomp_data.arch on an x86_64 kernel.</summary>

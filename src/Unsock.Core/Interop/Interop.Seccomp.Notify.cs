@@ -18,7 +18,6 @@ internal static partial class Interop
         public const uint AddFdFlagSetFd = 1;
         public const uint AddFdFlagSend = 2;
         public const ulong FdSyncWakeUp = 1;
-        public const uint AuditArchX86_64 = 0xc000003e;
 
         [StructLayout(LayoutKind.Sequential)]
         public struct SeccompData

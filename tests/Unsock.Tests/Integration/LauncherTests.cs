@@ -44,6 +44,8 @@ public class LauncherTests
     [InlineData(1, "HUP")]
     [InlineData(10, "USR1")]
     [InlineData(12, "USR2")]
+    [InlineData(3, "QUIT")]
+    [InlineData(28, "WINCH")]
     public void SignalsAreForwardedToTheChild(int signal, string name)
     {
         using var dir = new TempDir();

@@ -247,6 +247,45 @@ def bad_pointers(host, port):
     print(json.dumps(results), flush=True)
 
 
+def accept_peers(host, port):
+    """Accepts two connections: one with an address buffer (prints the peer), one with accept(fd, NULL, NULL)."""
+    s = socket.socket(family(host), socket.SOCK_STREAM)
+    s.bind((host, int(port)))
+    s.listen(4)
+    print("listening", flush=True)
+    c, peer = s.accept()
+    out = {"peer": list(peer[:2]), "peer_again": list(c.getpeername()[:2]), "local": list(c.getsockname()[:2]),
+           "so_domain": c.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)}
+    c.close()
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.accept(s.fileno(), None, None)
+    out["null_accept"] = "ok" if fd >= 0 else ctypes.get_errno()
+    if fd >= 0:
+        os.close(fd)
+    print(json.dumps(out), flush=True)
+
+
+def fork_pair(host, port):
+    """A parent that forks a child server and then connects to it: both carry the filter."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        s = socket.socket(family(host), socket.SOCK_STREAM)
+        s.bind((host, int(port)))
+        s.listen(1)
+        os.write(w, b"x")
+        c, _ = s.accept()
+        c.sendall(c.recv(10))
+        os._exit(0)
+    os.close(w)
+    os.read(r, 1)
+    with socket.create_connection((host, int(port))) as c:
+        c.sendall(b"forked")
+        print(c.recv(10).decode(), flush=True)
+    os.waitpid(pid, 0)
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {
@@ -262,4 +301,6 @@ if __name__ == "__main__":
         "sigint-accept": lambda: sigint_accept(*args),
         "asyncio": lambda: asyncio_pair(*args),
         "bad-pointers": lambda: bad_pointers(*args),
+        "accept-peers": lambda: accept_peers(*args),
+        "fork-pair": lambda: fork_pair(*args),
     }[cmd]()

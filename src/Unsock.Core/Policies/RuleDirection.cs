@@ -1,4 +1,4 @@
-namespace Unsock.Core.Policy;
+namespace Unsock.Core.Policies;
 
 /// <summary>Which socket call a rule applies to.</summary>
 public enum RuleDirection

@@ -1,4 +1,4 @@
-namespace Unsock.Core.Policy;
+namespace Unsock.Core.Policies;
 
 /// <summary>
 /// Which peer addresses <c>accept</c>/<c>getpeername</c> report as the policy's fake IPv4/IPv6 address

@@ -1,9 +1,8 @@
 using System.Net;
-using Unsock.Core.Policy;
+using Unsock.Core.Policies;
 
-namespace Unsock.Tests.Policy;
+namespace Unsock.Tests.Policies;
 
-using Policy = Unsock.Core.Policy.Policy;
 
 public class PolicyPathTests
 {

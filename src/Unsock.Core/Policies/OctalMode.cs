@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace Unsock.Core.Policy;
+namespace Unsock.Core.Policies;
 
 /// <summary>Socket file modes as text: octal digits only ("0660", "660", "0000660"), at most 0777.</summary>
 internal static class OctalMode

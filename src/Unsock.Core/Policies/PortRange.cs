@@ -1,4 +1,4 @@
-namespace Unsock.Core.Policy;
+namespace Unsock.Core.Policies;
 
 /// <summary>An inclusive range of TCP/UDP ports; a single port is a range of one.</summary>
 public readonly record struct PortRange

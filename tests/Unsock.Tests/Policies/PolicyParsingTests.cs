@@ -1,10 +1,9 @@
 using System.Net;
-using Unsock.Core.Policy;
+using Unsock.Core.Policies;
 using static Tmds.Linux.LibC;
 
-namespace Unsock.Tests.Policy;
+namespace Unsock.Tests.Policies;
 
-using Policy = Unsock.Core.Policy.Policy;
 
 public class PolicyParsingTests
 {

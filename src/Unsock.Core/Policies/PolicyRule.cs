@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace Unsock.Core.Policy;
+namespace Unsock.Core.Policies;
 
 /// <summary>
 /// One rule of a <see cref="Policy"/>: what it matches (direction, protocol, address, port; absent = any)

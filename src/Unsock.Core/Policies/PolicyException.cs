@@ -1,4 +1,4 @@
-namespace Unsock.Core.Policy;
+namespace Unsock.Core.Policies;
 
 /// <summary>
 /// A policy that cannot be used. The message reads <c>source: rules[2].address: "300.1.1.1/8" is not ...</c>:

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Net;
 
-namespace Unsock.Core.Policy;
+namespace Unsock.Core.Policies;
 
 public sealed partial class Policy
 {

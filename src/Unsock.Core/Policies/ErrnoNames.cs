@@ -1,6 +1,6 @@
 using System.Diagnostics.CodeAnalysis;
 
-namespace Unsock.Core.Policy;
+namespace Unsock.Core.Policies;
 
 /// <summary>Linux errno names and numbers (x86_64; taken from asm-generic/errno-base.h and errno.h).</summary>
 internal static class ErrnoNames

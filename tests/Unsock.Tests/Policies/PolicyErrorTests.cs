@@ -1,8 +1,7 @@
-using Unsock.Core.Policy;
+using Unsock.Core.Policies;
 
-namespace Unsock.Tests.Policy;
+namespace Unsock.Tests.Policies;
 
-using Policy = Unsock.Core.Policy.Policy;
 
 /// <summary>Every bad policy file is refused with a message that names the file, the rule and the field.</summary>
 public class PolicyErrorTests

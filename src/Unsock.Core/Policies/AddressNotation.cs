@@ -4,7 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 
-namespace Unsock.Core.Policy;
+namespace Unsock.Core.Policies;
 
 /// <summary>
 /// Strict text forms of addresses and networks: dotted-quad IPv4 (no inet_aton shorthands such as

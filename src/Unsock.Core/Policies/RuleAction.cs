@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Text;
 
-namespace Unsock.Core.Policy;
+namespace Unsock.Core.Policies;
 
 /// <summary>What happens to a socket call that a rule matches; every rule has exactly one action.</summary>
 public abstract record RuleAction;

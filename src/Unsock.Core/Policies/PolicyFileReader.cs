@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Text.Json;
 
-namespace Unsock.Core.Policy;
+namespace Unsock.Core.Policies;
 
 /// <summary>Reads the JSON policy format (version 1) with JsonDocument, checking every key and value.</summary>
 internal sealed class PolicyFileReader

@@ -1,6 +1,6 @@
 using System.Net;
 
-namespace Unsock.Core.Policy;
+namespace Unsock.Core.Policies;
 
 /// <summary>
 /// Which socket calls become AF_UNIX (or are rejected, or left alone), read from a JSON policy file

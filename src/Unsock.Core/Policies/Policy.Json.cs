@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 
-namespace Unsock.Core.Policy;
+namespace Unsock.Core.Policies;
 
 public sealed partial class Policy
 {

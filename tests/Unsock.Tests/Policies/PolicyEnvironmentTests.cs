@@ -1,9 +1,8 @@
 using System.Net;
-using Unsock.Core.Policy;
+using Unsock.Core.Policies;
 
-namespace Unsock.Tests.Policy;
+namespace Unsock.Tests.Policies;
 
-using Policy = Unsock.Core.Policy.Policy;
 
 /// <summary>The original unsock 1.1.0's UNSOCK_* variables turned into a policy.</summary>
 public class PolicyEnvironmentTests

@@ -1,0 +1,65 @@
+using Unsock.Core.Engine;
+using Unsock.Core.Filter;
+using Unsock.Core.Policies;
+
+namespace Unsock.Tests.Filter;
+
+/// <summary>The filter a policy compiles to: only the calls it needs are trapped.</summary>
+public class FilterPlanTests
+{
+    private static uint Decide(string json, SeccompData data) =>
+        BpfInterpreter.Run(FilterCompiler.Compile(FilterPlan.For(Policy.Parse(json, "test.json"))), data);
+
+    private const string Redirect = """{ "rules": [ { "address": "127.0.0.0/8", "directory": "/tmp/x" } ] }""";
+    private const string RejectOnly = """{ "rules": [ { "address": "10.0.0.0/8", "reject": "EACCES" } ] }""";
+    private const string AllowOnly = """{ "rules": [ { "address": "0.0.0.0/0", "allow": true } ] }""";
+
+    [Fact]
+    public void DataPathCallsAreNeverTrapped()
+    {
+        foreach (var policy in (string[])[Redirect, RejectOnly, AllowOnly, """{ "acceptConvert": "all", "rules": [ { "directory": "/tmp/x" } ] }"""])
+            foreach (int nr in (int[])[0 /* read */, 1 /* write */, Syscalls.SendTo, Syscalls.RecvFrom, Syscalls.SendMsg, Syscalls.RecvMsg, Syscalls.Listen, Syscalls.Socket])
+                Assert.Equal(SeccompAction.Allow, Decide(policy, SeccompData.X86_64(nr, 3, 0x1000, 1, 0, 0)));
+    }
+
+    [Fact]
+    public void APolicyThatOnlyAllowsTrapsNothing()
+    {
+        Assert.Empty(FilterPlan.For(Policy.Parse(AllowOnly, "t")));
+        Assert.Empty(FilterPlan.For(Policy.Parse("""{ "rules": [] }""", "t")));
+    }
+
+    [Fact]
+    public void RejectOnlyPoliciesTrapBindAndConnectButNotTheNameCalls()
+    {
+        Assert.Equal(SeccompAction.Notify, Decide(RejectOnly, SeccompData.X86_64(Syscalls.Connect, 3, 0x1000, 16)));
+        Assert.Equal(SeccompAction.Notify, Decide(RejectOnly, SeccompData.X86_64(Syscalls.Bind, 3, 0x1000, 16)));
+        Assert.Equal(SeccompAction.Allow, Decide(RejectOnly, SeccompData.X86_64(Syscalls.GetSockName, 3, 0x1000, 0x2000)));
+        Assert.Equal(SeccompAction.Allow, Decide(RejectOnly, SeccompData.X86_64(Syscalls.SetSockOpt, 3, 6, 1, 0x1000, 4)));
+        Assert.Equal(SeccompAction.Errno(38), Decide(RejectOnly, SeccompData.X86_64(Syscalls.IoUringSetup, 8, 0x1000)));
+    }
+
+    [Fact]
+    public void RedirectPoliciesTrapTheCallsThatWouldGiveTheSwapAway()
+    {
+        Assert.Equal(SeccompAction.Notify, Decide(Redirect, SeccompData.X86_64(Syscalls.GetPeerName, 3, 0x1000, 0x2000)));
+        Assert.Equal(SeccompAction.Notify, Decide(Redirect, SeccompData.X86_64(Syscalls.SetSockOpt, 3, 6, 1, 0x1000, 4)));
+        Assert.Equal(SeccompAction.Notify, Decide(Redirect, SeccompData.X86_64(Syscalls.GetSockOpt, 3, 1, 39, 0x1000, 0x2000)));
+        Assert.Equal(SeccompAction.Allow, Decide(Redirect, SeccompData.X86_64(Syscalls.SetSockOpt, 3, 1, 7, 0x1000, 4)));  // SOL_SOCKET SO_SNDBUF
+        Assert.Equal(SeccompAction.Allow, Decide(Redirect, SeccompData.X86_64(Syscalls.Shutdown, 3, 1)));  // SHUT_WR: a half-close
+        Assert.Equal(SeccompAction.Notify, Decide(Redirect, SeccompData.X86_64(Syscalls.Shutdown, 3, 2)));
+        // accept is trapped only when acceptConvert asks for peer addresses.
+        Assert.Equal(SeccompAction.Allow, Decide(Redirect, SeccompData.X86_64(Syscalls.Accept4, 3, 0x1000, 0x2000, 0)));
+        Assert.Equal(SeccompAction.Notify, Decide("""{ "acceptConvert": "all", "rules": [ { "directory": "/tmp/x" } ] }""",
+            SeccompData.X86_64(Syscalls.Accept4, 3, 0x1000, 0x2000, 0)));
+    }
+
+    [Fact]
+    public void BlockInet6RefusesSocketInTheFilterItself()
+    {
+        const string json = """{ "blockInet6": true, "rules": [] }""";
+        Assert.Equal(SeccompAction.Errno(97), Decide(json, SeccompData.X86_64(Syscalls.Socket, 10, 1, 0)));
+        Assert.Equal(SeccompAction.Allow, Decide(json, SeccompData.X86_64(Syscalls.Socket, 2, 1, 0)));
+        Assert.Equal(SeccompAction.Allow, Decide(json, SeccompData.X86_64(Syscalls.Connect, 3, 0x1000, 16)));
+    }
+}
