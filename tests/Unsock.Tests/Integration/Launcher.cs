@@ -67,11 +67,13 @@ public sealed class RunningProgram : IDisposable
     private readonly StringBuilder _stdout = new(), _stderr = new();
     private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public RunningProgram(string file, IEnumerable<string> args, IDictionary<string, string?>? env = null, string? stdin = null)
+    public RunningProgram(string file, IEnumerable<string> args, IDictionary<string, string?>? env = null, string? stdin = null,
+        string? workingDirectory = null)
     {
         var psi = new ProcessStartInfo(file)
         {
             RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false,
+            WorkingDirectory = workingDirectory ?? "",
         };
         foreach (var a in args) psi.ArgumentList.Add(a);
         if (env is not null)

@@ -286,6 +286,39 @@ def fork_pair(host, port):
     os.waitpid(pid, 0)
 
 
+def never_accept(host, port):
+    """Listens with the smallest backlog and never accepts: connects beyond it find the backlog full."""
+    s = socket.socket(family(host), socket.SOCK_STREAM)
+    s.bind((host, int(port)))
+    s.listen(0)
+    print("listening", flush=True)
+    time.sleep(120)
+
+
+def full_backlog(host, port, timeout_ms):
+    """Connects until the backlog is full. With SO_SNDTIMEO the last connect must time out (ETIMEDOUT,
+    never EAGAIN); without one it must block until a SIGINT interrupts it."""
+    kept = []
+    for i in range(5):
+        s = socket.socket(family(host), socket.SOCK_STREAM)
+        if int(timeout_ms) > 0:
+            ms = int(timeout_ms)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                         (ms // 1000).to_bytes(8, "little") + ((ms % 1000) * 1000).to_bytes(8, "little"))
+        print("connecting", i, flush=True)
+        start = time.monotonic()
+        try:
+            s.connect((host, int(port)))
+            print("connected", i, flush=True)
+            kept.append(s)
+        except KeyboardInterrupt:
+            print("interrupted after %.2f" % (time.monotonic() - start), flush=True)
+            return
+        except OSError as e:
+            print("errno", e.errno, "after %.2f" % (time.monotonic() - start), flush=True)
+            return
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {
@@ -303,4 +336,6 @@ if __name__ == "__main__":
         "bad-pointers": lambda: bad_pointers(*args),
         "accept-peers": lambda: accept_peers(*args),
         "fork-pair": lambda: fork_pair(*args),
+        "never-accept": lambda: never_accept(*args),
+        "full-backlog": lambda: full_backlog(*args),
     }[cmd]()
