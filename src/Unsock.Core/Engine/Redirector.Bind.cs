@@ -13,51 +13,23 @@ internal sealed partial class Redirector
 
     private Outcome Bind(in SyscallRequest r)
     {
-        if (!TryReadInetAddress(r, out var endpoint, out int readErr))
-            return readErr != 0 ? UnreadableAddress(r) : Outcome.Continue;
-        var address = endpoint.MatchAddress;
-        var tcpRule = _policy.Match(RuleDirection.Bind, RuleProtocol.Tcp, address, endpoint.Port);
-        var udpRule = _policy.Match(RuleDirection.Bind, RuleProtocol.Udp, address, endpoint.Port);
-        if (tcpRule is null && udpRule is null) return Outcome.Continue;
-        if (!_listener.IsValid(r.Id)) return Outcome.Answered;
-
+        var decided = DecideRedirect(r, RuleDirection.Bind, out int copy, out var endpoint, out var facts, out var rule);
+        if (decided is { } early) return early;
         int fd = (int)r.A0;
-        int err = _target.CopyFd(r.Pid, fd, out int copy);
-        if (err != 0) return Outcome.Fail(err);
         bool keepCopy = false;
         try
         {
-            err = ReadFacts(copy, out var facts);
-            if (err != 0) return Outcome.Fail(err);
-            if (facts.Domain != Sock.AfInet && facts.Domain != Sock.AfInet6)
+            if (rule is null)
             {
                 var existing = _registry.Find(Sock.Inode(copy));
                 if (existing?.Local is null) return Outcome.Continue;
                 if (existing.Answered) return Outcome.Fail(Errors.EINVAL); // bound twice, as TCP says
                 return Outcome.Succeed(0, existing);
             }
-            if (facts.Domain == Sock.AfInet && endpoint.IsIPv6) return Outcome.Continue;
-            var protocol = ProtocolOf(facts.Type);
-            var rule = protocol == RuleProtocol.Tcp ? tcpRule : protocol == RuleProtocol.Udp ? udpRule : null;
-            string subject = endpoint.ToString();
-            switch (rule?.Action)
-            {
-                case null:
-                case AllowAction:
-                    return Outcome.Continue;
-                case RejectAction reject:
-                    _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index} rejects with {reject.Name}");
-                    return Outcome.Fail(reject.Errno);
-            }
-            if (protocol != RuleProtocol.Tcp)
-            {
-                _log.Decision(r.Pid, "bind", subject, $"rule {rule!.Index} matches a datagram socket; datagram redirection is not supported yet, left as UDP");
-                return Outcome.Continue;
-            }
             bool ipv6 = facts.Domain == Sock.AfInet6;
             var outcome = endpoint.Port == 0
-                ? BindEphemeral(r, fd, copy, facts, rule!, endpoint, ipv6)
-                : BindAt(r, fd, copy, facts, rule!, endpoint, ipv6, out _);
+                ? BindEphemeral(r, fd, copy, facts, rule, endpoint, ipv6)
+                : BindAt(r, fd, copy, facts, rule, endpoint, ipv6, out _);
             keepCopy = outcome.Kind is OutcomeKind.Succeed or OutcomeKind.Answered;
             return outcome;
         }

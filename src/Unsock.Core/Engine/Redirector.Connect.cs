@@ -12,42 +12,16 @@ internal sealed partial class Redirector
 
     private Outcome Connect(in SyscallRequest r)
     {
-        if (!TryReadInetAddress(r, out var endpoint, out int readErr))
-            return readErr != 0 ? UnreadableAddress(r) : Outcome.Continue;
-        var address = endpoint.MatchAddress;
-        var tcpRule = _policy.Match(RuleDirection.Connect, RuleProtocol.Tcp, address, endpoint.Port);
-        var udpRule = _policy.Match(RuleDirection.Connect, RuleProtocol.Udp, address, endpoint.Port);
-        if (tcpRule is null && udpRule is null) return Outcome.Continue;
-        if (!_listener.IsValid(r.Id)) return Outcome.Answered;
-
+        var decided = DecideRedirect(r, RuleDirection.Connect, out int copy, out var endpoint, out var facts, out var rule);
+        if (decided is { } outcome) return outcome;
         int fd = (int)r.A0;
-        int err = _target.CopyFd(r.Pid, fd, out int copy);
-        if (err != 0) return Outcome.Fail(err);
+        int err;
         bool keepCopy = false;
         try
         {
-            err = ReadFacts(copy, out var facts);
-            if (err != 0) return Outcome.Fail(err);
-            if (facts.Domain != Sock.AfInet && facts.Domain != Sock.AfInet6) return RestartedConnect(copy);
-            if (facts.Domain == Sock.AfInet && endpoint.IsIPv6) return Outcome.Continue; // the kernel's EAFNOSUPPORT
-            var protocol = ProtocolOf(facts.Type);
-            var rule = protocol == RuleProtocol.Tcp ? tcpRule : protocol == RuleProtocol.Udp ? udpRule : null;
+            if (rule is null) return RestartedConnect(copy);
             string subject = endpoint.ToString();
-            switch (rule?.Action)
-            {
-                case null:
-                case AllowAction:
-                    return Outcome.Continue;
-                case RejectAction reject:
-                    _log.Decision(r.Pid, "connect", subject, $"rule {rule.Index} rejects with {reject.Name}");
-                    return Outcome.Fail(reject.Errno);
-            }
-            if (protocol != RuleProtocol.Tcp)
-            {
-                _log.Decision(r.Pid, "connect", subject, $"rule {rule!.Index} matches a datagram socket; datagram redirection is not supported yet, left as UDP");
-                return Outcome.Continue;
-            }
-            string path = rule!.ResolvePath(address, endpoint.Port, protocol);
+            string path = rule.ResolvePath(endpoint.MatchAddress, endpoint.Port, RuleProtocol.Tcp);
             var entry = new ConvertedSocket(0, Sock.AfUnix, facts.Domain == Sock.AfInet6) { Peer = endpoint.InFamily(facts.Domain == Sock.AfInet6) };
 
             ControlFile? control;

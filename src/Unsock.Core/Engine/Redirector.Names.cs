@@ -21,6 +21,18 @@ internal sealed partial class Redirector
         return _registry.GetOrAddAccepted(inode, listener);
     }
 
+    /// <summary>Our copy of the target's socket when it is one we converted; false (nothing to close) otherwise.</summary>
+    private bool TryCopyConverted(in SyscallRequest r, out int copy, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out ConvertedSocket? entry)
+    {
+        entry = null;
+        if (_target.CopyFd(r.Pid, (int)r.A0, out copy) != 0) return false;
+        if (Sock.GetInt(copy, Sock.SolSocket, Sock.SoDomain, out int domain) == 0 && domain is not (Sock.AfInet or Sock.AfInet6))
+            entry = Lookup(copy, domain);
+        if (entry is not null) return true;
+        Sock.Close(copy);
+        return false;
+    }
+
     private Outcome Name(in SyscallRequest r, bool peer)
     {
         if (_registry.IsEmpty && _policy.AcceptConvert == AcceptConvert.None) return Outcome.Continue;

@@ -54,14 +54,9 @@ internal sealed partial class Redirector
     {
         if (_registry.IsEmpty) return Outcome.Continue;
         int level = (int)r.A1, option = (int)r.A2;
-        int err = _target.CopyFd(r.Pid, (int)r.A0, out int copy);
-        if (err != 0) return Outcome.Continue;
+        if (!TryCopyConverted(r, out int copy, out var entry)) return Outcome.Continue;
         try
         {
-            if (Sock.GetInt(copy, Sock.SolSocket, Sock.SoDomain, out int domain) != 0 || domain is Sock.AfInet or Sock.AfInet6)
-                return Outcome.Continue;
-            var entry = Lookup(copy, domain);
-            if (entry is null) return Outcome.Continue;
             byte[]? value;
             if (level == Sock.SolSocket)
             {
@@ -102,14 +97,9 @@ internal sealed partial class Redirector
         if (_registry.IsEmpty) return Outcome.Continue;
         int level = (int)r.A1, option = (int)r.A2;
         uint length = (uint)r.A4;
-        int err = _target.CopyFd(r.Pid, (int)r.A0, out int copy);
-        if (err != 0) return Outcome.Continue;
+        if (!TryCopyConverted(r, out int copy, out var entry)) return Outcome.Continue;
         try
         {
-            if (Sock.GetInt(copy, Sock.SolSocket, Sock.SoDomain, out int domain) != 0 || domain is Sock.AfInet or Sock.AfInet6)
-                return Outcome.Continue;
-            var entry = Lookup(copy, domain);
-            if (entry is null) return Outcome.Continue;
             if (length > MaxOptionLength) return Outcome.Fail(Errors.EINVAL);
             if (IsIntOption(level, option) && length < 4) return Outcome.Fail(Errors.EINVAL);
             var value = new byte[IsIntOption(level, option) ? 4 : length];
