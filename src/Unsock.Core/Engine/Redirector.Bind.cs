@@ -26,6 +26,7 @@ internal sealed partial class Redirector
                 if (existing.Answered) return Outcome.Fail(Errors.EINVAL); // bound twice, as TCP says
                 return Outcome.Succeed(0, existing);
             }
+            using var identity = TargetIdentity.Assume(r.Pid);
             bool ipv6 = facts.Domain == Sock.AfInet6;
             var outcome = endpoint.Port == 0
                 ? BindEphemeral(r, fd, copy, facts, rule, endpoint, ipv6)
@@ -101,7 +102,6 @@ internal sealed partial class Redirector
             if (Native.FileSystem.Lstat(path, out var st) != 0) return Outcome.Fail(Errors.EIO);
             int mode = rule.Mode ?? (0x1FF & ~TargetProcess.Umask(r.Pid));
             Native.FileSystem.Chmod(path, mode);
-            GiveToTarget(r.Pid, path);
             var file = new BoundFile(path, sunPath, st.Device, st.Inode, Sock.Inode(unix));
             var entry = new ConvertedSocket(file.SocketInode, Sock.AfUnix, ipv6) { Local = endpoint.InFamily(ipv6), File = file };
             file.Listener = entry;
@@ -169,7 +169,7 @@ internal sealed partial class Redirector
         catch (IOException) { return true; }
     }
 
-    /// <summary>Creates missing directories (0755 under the target's umask), owned by the target.</summary>
+    /// <summary>Creates missing directories (0755 under the target's umask); as the target, so they are its own.</summary>
     private int EnsureDirectory(int pid, string dir)
     {
         if (Native.FileSystem.Lstat(dir, out var st) == 0) return st.IsDirectory || Directory.Exists(dir) ? 0 : Errors.ENOTDIR;
@@ -183,15 +183,6 @@ internal sealed partial class Redirector
         if (err == Errors.EEXIST) return 0;
         if (err != 0) return err;
         Native.FileSystem.Chmod(dir, 0x1ED & ~TargetProcess.Umask(pid));
-        GiveToTarget(pid, dir);
         return 0;
-    }
-
-    /// <summary>A root supervisor creates files for an unprivileged target: they must belong to the target.</summary>
-    private void GiveToTarget(int pid, string path)
-    {
-        if (!_root) return;
-        var (uid, gid) = TargetProcess.Owner(pid);
-        if (uid > 0) Native.FileSystem.Lchown(path, uid, gid);
     }
 }

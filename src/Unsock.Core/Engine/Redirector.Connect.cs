@@ -20,6 +20,7 @@ internal sealed partial class Redirector
         try
         {
             if (rule is null) return RestartedConnect(copy);
+            using var identity = TargetIdentity.Assume(r.Pid);
             string subject = endpoint.ToString();
             string path = rule.ResolvePath(endpoint.MatchAddress, endpoint.Port, RuleProtocol.Tcp);
             var entry = new ConvertedSocket(0, Sock.AfUnix, facts.Domain == Sock.AfInet6) { Peer = endpoint.InFamily(facts.Domain == Sock.AfInet6) };
@@ -112,6 +113,7 @@ internal sealed partial class Redirector
         ConvertedSocket entry, string path, int ruleIndex)
     {
         bool swapped = false;
+        using var identity = TargetIdentity.Assume(r.Pid);
         try
         {
             Span<byte> timeo = stackalloc byte[16];
@@ -160,6 +162,7 @@ internal sealed partial class Redirector
         {
             int sock = -1;
             bool swapped = false;
+            using var identity = TargetIdentity.Assume(r.Pid);
             try
             {
                 int err;

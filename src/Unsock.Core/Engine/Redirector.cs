@@ -22,7 +22,6 @@ internal sealed partial class Redirector : IDisposable
     private readonly TargetProcess _target = new();
     private readonly EngineLog _log;
     private readonly int _tcpDefaultSendBuffer, _tcpDefaultReceiveBuffer;
-    private readonly bool _root = Environment.IsPrivilegedProcess;
 
     public Redirector(Policy policy, SeccompListener listener, SocketRegistry registry, EngineLog log)
     {

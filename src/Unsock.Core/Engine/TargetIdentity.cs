@@ -1,0 +1,77 @@
+using System.Text;
+using Tmds.Linux;
+using static Tmds.Linux.LibC;
+using Native = global::Interop.Identity;
+
+namespace Unsock.Core.Engine;
+
+/// <summary>
+/// A root supervisor acting for an unprivileged target is a confused deputy: it could connect to socket
+/// files, or create them in directories, that the target may not touch. Around such operations the
+/// handling thread takes the target's filesystem identity (fsuid, fsgid, supplementary groups), which
+/// Linux keeps per thread.
+/// </summary>
+internal static unsafe class TargetIdentity
+{
+    private static readonly bool Root = geteuid() == 0;
+    private static readonly uint[] OwnGroups = ReadOwnGroups();
+
+    /// <summary>Restores the supervisor's identity when disposed. A no-op unless we are root and the target is not.</summary>
+    public readonly struct Scope : IDisposable
+    {
+        private readonly bool _switched;
+
+        internal Scope(bool switched) => _switched = switched;
+
+        public void Dispose()
+        {
+            if (!_switched) return;
+            Native.SetThreadGroups(OwnGroups);
+            Native.SetFsGid(0);
+            Native.SetFsUid(0);
+        }
+    }
+
+    /// <summary>Takes the identity of thread <paramref name="tid"/> for file system access on this thread.</summary>
+    public static Scope Assume(int tid)
+    {
+        if (!Root) return default;
+        if (!TryRead(tid, out uint uid, out uint gid, out uint[] groups) || uid == 0) return default;
+        Native.SetThreadGroups(groups);
+        Native.SetFsGid(gid);
+        Native.SetFsUid(uid);
+        return new Scope(switched: true);
+    }
+
+    private static bool TryRead(int tid, out uint uid, out uint gid, out uint[] groups)
+    {
+        uid = gid = 0;
+        groups = [];
+        try
+        {
+            bool haveUid = false, haveGid = false;
+            foreach (var line in File.ReadLines($"/proc/{tid}/status", Encoding.ASCII))
+            {
+                // "Uid:\treal\teffective\tsaved\tfs": access checks use the fs ids.
+                if (line.StartsWith("Uid:", StringComparison.Ordinal)) { uid = Field(line, 4); haveUid = true; }
+                else if (line.StartsWith("Gid:", StringComparison.Ordinal)) { gid = Field(line, 4); haveGid = true; }
+                else if (line.StartsWith("Groups:", StringComparison.Ordinal))
+                    groups = line[7..].Split((char[])[' ', '\t'], StringSplitOptions.RemoveEmptyEntries).Select(uint.Parse).ToArray();
+            }
+            return haveUid && haveGid;
+        }
+        catch (IOException) { return false; }
+    }
+
+    private static uint Field(string line, int index) =>
+        uint.Parse(line.Split((char[])[' ', '\t', ':'], StringSplitOptions.RemoveEmptyEntries)[index]);
+
+    private static uint[] ReadOwnGroups()
+    {
+        int n = getgroups(0, null);
+        if (n <= 0) return [];
+        var groups = new uint[n];
+        fixed (uint* g = groups) n = getgroups(n, (gid_t*)g);
+        return n < 0 ? [] : groups[..n];
+    }
+}
