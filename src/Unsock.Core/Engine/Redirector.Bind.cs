@@ -105,7 +105,7 @@ internal sealed partial class Redirector
             var file = new BoundFile(path, sunPath, st.Device, st.Inode, Sock.Inode(unix));
             var entry = new ConvertedSocket(file.SocketInode, Sock.AfUnix, ipv6) { Local = endpoint.InFamily(ipv6), File = file };
             file.Listener = entry;
-            _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index} -> {path} (mode {Convert.ToString(mode, 8)})");
+            if (_log.Enabled) _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index} -> {path} (mode {Convert.ToString(mode, 8)})");
             handedOver = true;
             return Swap(r, fd, unix, copy, facts.NonBlocking, entry);
         }

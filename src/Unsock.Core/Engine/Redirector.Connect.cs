@@ -21,7 +21,6 @@ internal sealed partial class Redirector
         {
             if (rule is null) return RestartedConnect(copy);
             using var identity = TargetIdentity.Assume(r.Pid);
-            string subject = endpoint.ToString();
             string path = rule.ResolvePath(endpoint.MatchAddress, endpoint.Port, RuleProtocol.Tcp);
             var entry = new ConvertedSocket(0, Sock.AfUnix, facts.Domain == Sock.AfInet6) { Peer = endpoint.InFamily(facts.Domain == Sock.AfInet6) };
 
@@ -32,7 +31,7 @@ internal sealed partial class Redirector
             }
             catch (ControlFileException e)
             {
-                _log.Decision(r.Pid, "connect", subject, $"rule {rule.Index}: {e.Message}");
+                _log.Decision(r.Pid, "connect", endpoint.ToString(), $"rule {rule.Index}: {e.Message}");
                 return Outcome.Fail(Errors.ECONNREFUSED);
             }
             if (control is not null)
@@ -65,11 +64,11 @@ internal sealed partial class Redirector
             {
                 Sock.Close(unix);
                 int mapped = MapUnixConnectError(err);
-                _log.Decision(r.Pid, "connect", subject, $"rule {rule.Index} -> {path}: {Errors.Name(mapped)}");
+                _log.Decision(r.Pid, "connect", endpoint.ToString(), $"rule {rule.Index} -> {path}: {Errors.Name(mapped)}");
                 return Outcome.Fail(mapped);
             }
             entry = WithInode(entry, unix);
-            _log.Decision(r.Pid, "connect", subject, $"rule {rule.Index} -> {path}: connected");
+            if (_log.Enabled) _log.Decision(r.Pid, "connect", endpoint.ToString(), $"rule {rule.Index} -> {path}: connected");
             keepCopy = true;
             return Swap(r, fd, unix, copy, facts.NonBlocking, entry);
         }

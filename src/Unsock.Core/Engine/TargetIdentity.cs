@@ -36,6 +36,8 @@ internal static unsafe class TargetIdentity
     public static Scope Assume(int tid)
     {
         if (!Root) return default;
+        // /proc/TID belongs to the task's effective uid: one stat rules out the common root-for-root case.
+        if (global::Interop.FileSystem.Lstat($"/proc/{tid}", out var st) == 0 && st.Uid == 0) return default;
         if (!TryRead(tid, out uint uid, out uint gid, out uint[] groups) || uid == 0) return default;
         Native.SetThreadGroups(groups);
         Native.SetFsGid(gid);

@@ -61,8 +61,21 @@ internal sealed class TargetProcess : IDisposable
     /// <summary>The target's FD_CLOEXEC for <paramref name="fd"/>; our pidfd_getfd copy always has it set.</summary>
     public static bool IsCloseOnExec(int tid, int fd)
     {
-        var flags = StatusField($"/proc/{tid}/fdinfo/{fd}", "flags:");
-        return flags is not null && (Convert.ToInt64(flags, 8) & 0x80000) != 0;
+        // "pos:\t0\nflags:\t02000002\n...": read without allocating, this is on every swap.
+        Span<byte> buf = stackalloc byte[128];
+        int n = Native.FileSystem.ReadSmallFile($"/proc/{tid}/fdinfo/{fd}", buf);
+        if (n <= 0) return false;
+        var text = buf[..n];
+        int at = text.IndexOf("flags:"u8);
+        if (at < 0) return false;
+        long flags = 0;
+        foreach (byte c in text[(at + 6)..])
+        {
+            if (c is (byte)'\t' or (byte)' ') continue;
+            if (c is < (byte)'0' or > (byte)'7') break;
+            flags = flags * 8 + (c - '0');
+        }
+        return (flags & 0x80000) != 0;
     }
 
     /// <summary>The target's umask (for directories and socket files we create on its behalf).</summary>

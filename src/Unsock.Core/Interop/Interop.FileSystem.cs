@@ -11,7 +11,7 @@ internal static partial class Interop
     {
         public const uint TypeMask = 0xF000, TypeSocket = 0xC000, TypeRegular = 0x8000, TypeDirectory = 0x4000;
 
-        public readonly record struct FileStatus(ulong Device, ulong Inode, uint Mode, long Size)
+        public readonly record struct FileStatus(ulong Device, ulong Inode, uint Mode, long Size, uint Uid)
         {
             public bool IsSocket => (Mode & TypeMask) == TypeSocket;
             public bool IsDirectory => (Mode & TypeMask) == TypeDirectory;
@@ -31,8 +31,28 @@ internal static partial class Interop
             {
                 if (lstat(p, &st) < 0) { status = default; return errno; }
             }
-            status = new((ulong)st.st_dev, (ulong)st.st_ino, (uint)st.st_mode, (long)st.st_size);
+            status = new((ulong)st.st_dev, (ulong)st.st_ino, (uint)st.st_mode, (long)st.st_size, (uint)st.st_uid);
             return 0;
+        }
+
+        /// <summary>Reads up to buffer.Length bytes of a small file (a /proc entry); the count or -errno.</summary>
+        public static int ReadSmallFile(string path, Span<byte> buffer)
+        {
+            int fd;
+            fixed (byte* p = Z(path)) fd = open(p, O_RDONLY | O_CLOEXEC, 0);
+            if (fd < 0) return -errno;
+            int total = 0;
+            fixed (byte* b = buffer)
+            {
+                while (total < buffer.Length)
+                {
+                    long n = read(fd, b + total, (size_t)(buffer.Length - total));
+                    if (n <= 0) break;
+                    total += (int)n;
+                }
+            }
+            close(fd);
+            return total;
         }
 
         public static int Mkdir(string path, int mode)
