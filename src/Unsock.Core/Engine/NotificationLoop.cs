@@ -12,31 +12,31 @@ namespace Unsock.Core.Engine;
 internal sealed unsafe class NotificationLoop(SeccompListener listener, Redirector redirector, SocketRegistry registry, EngineLog log)
 {
     private const int SweepIntervalMs = 1000;
+    private const short PollIn = 0x1, PollHangUp = 0x8 | 0x10 | 0x20; // POLLERR | POLLHUP | POLLNVAL
 
     public void Run()
     {
-        int epfd = epoll_create1(EPOLL_CLOEXEC);
-        if (epfd < 0) throw new global::Interop.ErrnoException(errno, "epoll_create1");
+        // poll, not epoll: SYNC_WAKE_UP's "wake on this CPU" reaches a poll waiter, but epoll's own
+        // wake-up of epoll_wait drops it.
+        if (!listener.TrySetSyncWakeUp()) log.Message("kernel without SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (6.6): answers take a scheduler round trip");
+        long nextSweep = Environment.TickCount64 + SweepIntervalMs;
+        var pfd = new pollfd { fd = listener.Fd, events = PollIn };
         try
         {
-            var ev = new epoll_event { events = EPOLLIN };
-            if (epoll_ctl(epfd, EPOLL_CTL_ADD, listener.Fd, &ev) < 0) throw new global::Interop.ErrnoException(errno, "epoll_ctl");
-            if (!listener.TrySetSyncWakeUp()) log.Message("kernel without SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (6.6): answers take a scheduler round trip");
-            long nextSweep = Environment.TickCount64 + SweepIntervalMs;
-            epoll_event got;
             while (true)
             {
                 int timeout = registry.IsEmpty ? -1 : (int)Math.Max(0, nextSweep - Environment.TickCount64);
-                int n = epoll_wait(epfd, &got, 1, timeout);
+                pfd.revents = 0;
+                int n = poll(&pfd, 1, timeout);
                 if (n < 0)
                 {
                     if (errno == Errors.EINTR) continue;
-                    throw new global::Interop.ErrnoException(errno, "epoll_wait");
+                    throw new global::Interop.ErrnoException(errno, "poll");
                 }
                 if (n > 0)
                 {
-                    if ((got.events & EPOLLIN) != 0) HandleOne();
-                    else if ((got.events & (EPOLLHUP | EPOLLERR)) != 0) break;
+                    if ((pfd.revents & PollIn) != 0) HandleOne();
+                    else if ((pfd.revents & PollHangUp) != 0) break; // no task uses the filter any more
                 }
                 if (!registry.IsEmpty && Environment.TickCount64 >= nextSweep)
                 {
@@ -47,7 +47,6 @@ internal sealed unsafe class NotificationLoop(SeccompListener listener, Redirect
         }
         finally
         {
-            close(epfd);
             foreach (var path in registry.Sweep(everythingGone: true)) log.Message($"removed {path}: no target is left");
         }
     }
