@@ -83,5 +83,7 @@ internal sealed unsafe class NotificationLoop(SeccompListener listener, Redirect
                 if (listener.Succeed(r.Id, outcome.Value) == 0 && outcome.Swapped is { } s) s.Answered = true;
                 break;
         }
+        if (outcome.CloseAfterAnswer1 >= 0) global::Interop.Socket.Close(outcome.CloseAfterAnswer1);
+        if (outcome.CloseAfterAnswer2 >= 0) global::Interop.Socket.Close(outcome.CloseAfterAnswer2);
     }
 }

@@ -22,24 +22,8 @@ internal sealed partial class Redirector
             if (rule is null) return RestartedConnect(copy);
             using var identity = TargetIdentity.Assume(r.Pid);
             string path = rule.ResolvePath(endpoint.MatchAddress, endpoint.Port, RuleProtocol.Tcp);
-            var entry = new ConvertedSocket(0, Sock.AfUnix, facts.Domain == Sock.AfInet6) { Peer = endpoint.InFamily(facts.Domain == Sock.AfInet6) };
-
-            ControlFile? control;
-            try
-            {
-                ControlFile.TryLoad(path, out control);
-            }
-            catch (ControlFileException e)
-            {
-                _log.Decision(r.Pid, "connect", endpoint.ToString(), $"rule {rule.Index}: {e.Message}");
-                return Outcome.Fail(Errors.ECONNREFUSED);
-            }
-            if (control is not null)
-            {
-                keepCopy = true;
-                StartControlFileConnect(r, fd, copy, facts, entry, control, path, rule.Index);
-                return Outcome.Answered;
-            }
+            bool ipv6 = facts.Domain == Sock.AfInet6;
+            var peer = endpoint.InFamily(ipv6);
 
             err = Sock.Create(Sock.AfUnix, Sock.SockStream | Sock.SockNonblock | Sock.SockCloexec, out int unix);
             if (err != 0) return Outcome.Fail(err);
@@ -57,7 +41,17 @@ internal sealed partial class Redirector
                 keepCopy = true;
                 byte[] saved = sa[..size].ToArray();
                 var request = r;
-                StartWorker(() => FinishConnectWhenRoom(request, fd, copy, unix, saved, facts, entry, path, rule.Index));
+                StartWorker(() => FinishConnectWhenRoom(request, fd, copy, unix, saved, facts, peer, path, rule.Index));
+                return Outcome.Answered;
+            }
+            // A control file is a regular file where the socket should be, and connecting to it is refused:
+            // only then is it worth reading.
+            if (err == Errors.ECONNREFUSED && TryControlFile(r, endpoint, path, rule.Index, out var control, out var failure))
+            {
+                Sock.Close(unix);
+                if (control is null) return failure;
+                keepCopy = true;
+                StartControlFileConnect(r, fd, copy, facts, peer, control, path, rule.Index);
                 return Outcome.Answered;
             }
             if (err != 0)
@@ -67,14 +61,30 @@ internal sealed partial class Redirector
                 _log.Decision(r.Pid, "connect", endpoint.ToString(), $"rule {rule.Index} -> {path}: {Errors.Name(mapped)}");
                 return Outcome.Fail(mapped);
             }
-            entry = WithInode(entry, unix);
             if (_log.Enabled) _log.Decision(r.Pid, "connect", endpoint.ToString(), $"rule {rule.Index} -> {path}: connected");
             keepCopy = true;
-            return Swap(r, fd, unix, copy, facts.NonBlocking, entry);
+            return Swap(r, fd, unix, copy, facts.NonBlocking, ClientEntry(unix, Sock.AfUnix, peer));
         }
         finally
         {
             if (!keepCopy) Sock.Close(copy);
+        }
+    }
+
+    /// <summary>True when <paramref name="path"/> is a control file (or a corrupt one: then <paramref name="failure"/> says so).</summary>
+    private bool TryControlFile(in SyscallRequest r, InetEndpoint endpoint, string path, int ruleIndex, out ControlFile? control, out Outcome failure)
+    {
+        failure = default;
+        try
+        {
+            return ControlFile.TryLoad(path, out control);
+        }
+        catch (ControlFileException e)
+        {
+            _log.Decision(r.Pid, "connect", endpoint.ToString(), $"rule {ruleIndex}: {e.Message}");
+            control = null;
+            failure = Outcome.Fail(Errors.ECONNREFUSED);
+            return true;
         }
     }
 
@@ -87,8 +97,9 @@ internal sealed partial class Redirector
         return Outcome.Succeed(0, entry);
     }
 
-    private static ConvertedSocket WithInode(ConvertedSocket e, int fd) =>
-        new(Sock.Inode(fd), e.Family, e.IPv6) { Peer = e.Peer, Local = e.Local, File = e.File };
+    /// <summary>The record of a connected socket we are about to swap in.</summary>
+    private static ConvertedSocket ClientEntry(int fd, int family, InetEndpoint peer) =>
+        new(Sock.Inode(fd), family, peer.IsIPv6) { Peer = peer };
 
     private static int MapUnixConnectError(int err) => err switch
     {
@@ -109,7 +120,7 @@ internal sealed partial class Redirector
 
     /// <summary>Blocking-connects in slices so that an interrupted target or its SO_SNDTIMEO ends the wait.</summary>
     private void FinishConnectWhenRoom(SyscallRequest r, int fd, int copy, int unix, byte[] sockaddr, SocketFacts facts,
-        ConvertedSocket entry, string path, int ruleIndex)
+        InetEndpoint peer, string path, int ruleIndex)
     {
         bool swapped = false;
         using var identity = TargetIdentity.Assume(r.Pid);
@@ -145,7 +156,7 @@ internal sealed partial class Redirector
             }
             _log.Decision(r.Pid, "connect", path, $"rule {ruleIndex}: connected after waiting for room");
             swapped = true;
-            Answer(r, Swap(r, fd, unix, copy, facts.NonBlocking, WithInode(entry, unix)));
+            Answer(r, Swap(r, fd, unix, copy, facts.NonBlocking, ClientEntry(unix, Sock.AfUnix, peer), onWorker: true));
         }
         finally
         {
@@ -154,7 +165,7 @@ internal sealed partial class Redirector
     }
 
     /// <summary>Connects through a control file (VSOCK, TIPC, Firecracker proxy) on a worker: these can block.</summary>
-    private void StartControlFileConnect(SyscallRequest r, int fd, int copy, SocketFacts facts, ConvertedSocket entry,
+    private void StartControlFileConnect(SyscallRequest r, int fd, int copy, SocketFacts facts, InetEndpoint peer,
         ControlFile control, string path, int ruleIndex)
     {
         StartWorker(() =>
@@ -206,9 +217,8 @@ internal sealed partial class Redirector
                     return;
                 }
                 _log.Decision(r.Pid, "connect", path, $"rule {ruleIndex} via control file ({control}): connected");
-                var converted = new ConvertedSocket(Sock.Inode(sock), family, entry.IPv6) { Peer = entry.Peer };
                 swapped = true;
-                Answer(r, Swap(r, fd, sock, copy, facts.NonBlocking, converted));
+                Answer(r, Swap(r, fd, sock, copy, facts.NonBlocking, ClientEntry(sock, family, peer), onWorker: true));
             }
             finally
             {

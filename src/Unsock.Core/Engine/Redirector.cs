@@ -113,30 +113,26 @@ internal sealed partial class Redirector : IDisposable
 
     /// <summary>
     /// Puts <paramref name="replacement"/> where the target's fd was, keeping its O_NONBLOCK and FD_CLOEXEC,
-    /// and records it. Consumes both fds.
+    /// and records it. Consumes both fds (closed once the answer is out).
     /// </summary>
-    private Outcome Swap(in SyscallRequest r, int targetFd, int replacement, int oldCopy, bool nonBlocking, ConvertedSocket entry)
+    /// <param name="onWorker">True off the notification thread, whose caches are its own.</param>
+    private Outcome Swap(in SyscallRequest r, int targetFd, int replacement, int oldCopy, bool nonBlocking, ConvertedSocket entry,
+        bool onWorker = false)
     {
-        try
+        // One F_SETFL, no F_GETFL: a socket's file flags are O_RDWR plus what we set.
+        int err = Sock.SetFileFlags(replacement, Sock.ORdwr | (nonBlocking ? Sock.ONonblock : 0));
+        if (err == 0)
         {
-            int err = Sock.SetNonBlocking(replacement, nonBlocking);
-            if (err != 0) return Outcome.Fail(err);
-            bool cloexec = TargetProcess.IsCloseOnExec(r.Pid, targetFd);
+            bool cloexec = onWorker ? TargetProcess.IsCloseOnExecUncached(r.Pid, targetFd) : _target.IsCloseOnExec(r.Pid, targetFd);
             _registry.Add(entry);
             err = _listener.ReplaceFd(r.Id, replacement, targetFd, cloexec);
-            if (err != 0)
-            {
-                // The target was interrupted before the fd went in: nothing changed on its side.
-                if (entry.File is { } f) _registry.RemoveFile(f);
-                return err == Errors.ENOENT ? Outcome.Answered : Outcome.Fail(err);
-            }
-            return Outcome.Succeed(0, entry);
+            if (err == 0) return Outcome.AfterSwap(entry, replacement, oldCopy);
+            // The target was interrupted or killed before the fd went in: nothing changed on its side.
+            if (entry.File is { } f) _registry.RemoveFile(f);
         }
-        finally
-        {
-            Sock.Close(replacement);
-            Sock.Close(oldCopy);
-        }
+        Sock.Close(replacement);
+        Sock.Close(oldCopy);
+        return err == Errors.ENOENT ? Outcome.Answered : Outcome.Fail(err);
     }
 
     /// <summary>The sockaddr_un for <paramref name="path"/>, through /proc/self/fd when it is longer than sun_path.</summary>

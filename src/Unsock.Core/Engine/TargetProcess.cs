@@ -11,6 +11,7 @@ namespace Unsock.Core.Engine;
 internal sealed class TargetProcess : IDisposable
 {
     private readonly Dictionary<int, int> _pidfds = new();
+    private readonly Dictionary<int, int> _fdinfoDirs = new();
     private const int MaxCachedPidfds = 4096;
     private bool _threadPidfdsUnsupported;
 
@@ -59,13 +60,31 @@ internal sealed class TargetProcess : IDisposable
     }
 
     /// <summary>The target's FD_CLOEXEC for <paramref name="fd"/>; our pidfd_getfd copy always has it set.</summary>
-    public static bool IsCloseOnExec(int tid, int fd)
+    public bool IsCloseOnExec(int tid, int fd)
     {
-        // "pos:\t0\nflags:\t02000002\n...": read without allocating, this is on every swap.
+        // Through a cached /proc/TID/fdinfo directory: this is on every swap.
+        Span<byte> buf = stackalloc byte[128];
+        int n = -1;
+        for (int attempt = 0; attempt < 2 && n < 0; attempt++)
+        {
+            int dir = FdinfoDirFor(tid, reopen: attempt > 0);
+            if (dir < 0) return false;
+            n = Native.FileSystem.ReadSmallFileAt(dir, fd, buf);
+        }
+        return HasCloseOnExecFlag(buf[..Math.Max(n, 0)]);
+    }
+
+    /// <summary>The same for worker threads, which must not share the notification thread's cache.</summary>
+    public static bool IsCloseOnExecUncached(int tid, int fd)
+    {
         Span<byte> buf = stackalloc byte[128];
         int n = Native.FileSystem.ReadSmallFile($"/proc/{tid}/fdinfo/{fd}", buf);
-        if (n <= 0) return false;
-        var text = buf[..n];
+        return HasCloseOnExecFlag(buf[..Math.Max(n, 0)]);
+    }
+
+    /// <summary>Parses "pos:\t0\nflags:\t02000002\n..." for O_CLOEXEC (02000000).</summary>
+    private static bool HasCloseOnExecFlag(ReadOnlySpan<byte> text)
+    {
         int at = text.IndexOf("flags:"u8);
         if (at < 0) return false;
         long flags = 0;
@@ -76,6 +95,21 @@ internal sealed class TargetProcess : IDisposable
             flags = flags * 8 + (c - '0');
         }
         return (flags & 0x80000) != 0;
+    }
+
+    /// <summary>A directory fd of /proc/TID/fdinfo; one of a dead task answers ENOENT and is reopened.</summary>
+    private int FdinfoDirFor(int tid, bool reopen)
+    {
+        if (_fdinfoDirs.TryGetValue(tid, out int cached))
+        {
+            if (!reopen) return cached;
+            Native.Socket.Close(cached);
+            _fdinfoDirs.Remove(tid);
+        }
+        if (Native.FileSystem.OpenDirectoryPath($"/proc/{tid}/fdinfo", out int dir, pathOnly: false) != 0) return -1;
+        if (_fdinfoDirs.Count >= MaxCachedPidfds) CloseAll(_fdinfoDirs);
+        _fdinfoDirs[tid] = dir;
+        return dir;
     }
 
     /// <summary>The target's umask (for directories and socket files we create on its behalf).</summary>
@@ -136,11 +170,17 @@ internal sealed class TargetProcess : IDisposable
         return null;
     }
 
-    private void Clear()
+    private static void CloseAll(Dictionary<int, int> fds)
     {
-        foreach (var fd in _pidfds.Values) Native.Socket.Close(fd);
-        _pidfds.Clear();
+        foreach (var fd in fds.Values) Native.Socket.Close(fd);
+        fds.Clear();
     }
 
-    public void Dispose() => Clear();
+    private void Clear() => CloseAll(_pidfds);
+
+    public void Dispose()
+    {
+        CloseAll(_pidfds);
+        CloseAll(_fdinfoDirs);
+    }
 }

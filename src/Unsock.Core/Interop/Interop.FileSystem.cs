@@ -75,10 +75,29 @@ internal static partial class Interop
             fixed (byte* p = Z(path)) return unlink(p) < 0 ? errno : 0;
         }
 
-        public static int OpenDirectoryPath(string path, out int fd)
+        public static int OpenDirectoryPath(string path, out int fd, bool pathOnly = true)
         {
-            fixed (byte* p = Z(path)) fd = open(p, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+            fixed (byte* p = Z(path)) fd = open(p, (pathOnly ? O_PATH : O_RDONLY) | O_DIRECTORY | O_CLOEXEC, 0);
             return fd < 0 ? errno : 0;
+        }
+
+        /// <summary>One read of file NUMBER (decimal) in directory <paramref name="dirFd"/>; the count or -errno.</summary>
+        public static int ReadSmallFileAt(int dirFd, int number, Span<byte> buffer)
+        {
+            byte* name = stackalloc byte[12];
+            int len = 0;
+            Span<byte> digits = stackalloc byte[11];
+            uint v = (uint)number;
+            do { digits[len++] = (byte)('0' + v % 10); v /= 10; } while (v != 0);
+            for (int i = 0; i < len; i++) name[i] = digits[len - 1 - i];
+            name[len] = 0;
+            int fd = openat(dirFd, name, O_RDONLY | O_CLOEXEC, 0);
+            if (fd < 0) return -errno;
+            long n;
+            fixed (byte* b = buffer) n = read(fd, b, (size_t)buffer.Length);
+            int err = n < 0 ? errno : 0;
+            close(fd);
+            return n < 0 ? -err : (int)n;
         }
 
         public static int SetUmask(int mask) => (int)(uint)umask((mode_t)mask);

@@ -14,7 +14,7 @@ internal static partial class Interop
             SoLinger = 13, SoRcvTimeo = 20, SoSndTimeo = 21, SoAcceptConn = 30, SoProtocol = 38, SoDomain = 39;
         public const int AfUnix = 1, AfInet = 2, AfInet6 = 10, AfTipc = 30, AfVsock = 40;
         public const int SockStream = 1, SockDgram = 2, SockNonblock = 0x800, SockCloexec = 0x80000;
-        public const int ONonblock = 0x800, OCloexec = 0x80000;
+        public const int ORdwr = 2, ONonblock = 0x800, OCloexec = 0x80000;
 
         private static int Err(int r) => r < 0 ? Marshal.GetLastPInvokeError() : 0;
 
@@ -86,6 +86,9 @@ internal static partial class Interop
             int wanted = on ? flags | ONonblock : flags & ~ONonblock;
             return wanted == flags ? 0 : Err(fcntl(fd, F_SETFL, wanted));
         }
+
+        /// <summary>F_SETFL without the F_GETFL first, for a socket whose flags we know.</summary>
+        public static int SetFileFlags(int fd, int flags) => Err(fcntl(fd, F_SETFL, flags));
 
         public static ulong Inode(int fd)
         {
