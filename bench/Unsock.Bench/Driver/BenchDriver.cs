@@ -18,7 +18,21 @@ internal sealed class BenchDriver(DriverOptions o)
 
     private readonly Measurements _m = new(o.Rounds);
     private readonly List<string> _errors = new();
-    private readonly List<Process> _servers = new();
+    private readonly List<Server> _servers = new();
+
+    /// <summary>A long-lived server of the run and how to start it again if something ended it.</summary>
+    private sealed class Server(string name, Func<Process> start)
+    {
+        public string Name { get; } = name;
+        public Process Process { get; private set; } = start();
+        public bool Restart()
+        {
+            if (!Process.HasExited) return false;
+            Process.Dispose();
+            Process = start();
+            return true;
+        }
+    }
     private string Policy => Path.Combine(o.Work, "policy.json");
     private string Socks => Path.Combine(o.Work, "socks");
     private string UnixServer => Path.Combine(o.Work, "unix", "bench.sock");
@@ -57,7 +71,7 @@ internal sealed class BenchDriver(DriverOptions o)
         }
         finally
         {
-            foreach (var s in _servers) ChildProcess.Stop(s);
+            foreach (var s in _servers) ChildProcess.Stop(s.Process);
         }
         var elapsed = Stopwatch.GetElapsedTime(started);
         var report = new MarkdownReport(o, _m, _errors, elapsed, _redisServer is not null).Write();
@@ -90,21 +104,39 @@ internal sealed class BenchDriver(DriverOptions o)
         StartBench(false, "listen", $"unix:{Path.Combine(Socks, $"{RedirectedHoldPort}.sock")}");
         if (_redisServer is null) return;
         string[] common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning", "--dir", o.Work];
-        var native = ChildProcess.Start(_redisServer, [.. common, "--port", $"{RedisPort}", "--unixsocket", RedisSocket], capture: false);
-        _servers.Add(native);
-        var redirected = ChildProcess.Start(o.Launcher, ["--policy", Policy, "--", _redisServer, .. common, "--port", $"{RedisRedirectedPort}"], capture: false);
-        _servers.Add(redirected);
-        ChildProcess.WaitUntil(() => ChildProcess.Accepts(new IPEndPoint(IPAddress.Loopback, RedisPort)) && ChildProcess.Accepts(new UnixDomainSocketEndPoint(RedisSocket)), "redis-server (native)", native);
-        ChildProcess.WaitUntil(() => ChildProcess.Accepts(new UnixDomainSocketEndPoint(Path.Combine(Socks, $"{RedisRedirectedPort}.sock"))), "redis-server (under the launcher)", redirected);
+        _servers.Add(new("redis-server (native)", () =>
+        {
+            var p = ChildProcess.Start(_redisServer, [.. common, "--port", $"{RedisPort}", "--unixsocket", RedisSocket], capture: false);
+            ChildProcess.WaitUntil(() => ChildProcess.Accepts(new IPEndPoint(IPAddress.Loopback, RedisPort)) && ChildProcess.Accepts(new UnixDomainSocketEndPoint(RedisSocket)), "redis-server (native)", p);
+            return p;
+        }));
+        _servers.Add(new("redis-server (under the launcher)", () =>
+        {
+            var p = ChildProcess.Start(o.Launcher, ["--policy", Policy, "--", _redisServer, .. common, "--port", $"{RedisRedirectedPort}"], capture: false);
+            ChildProcess.WaitUntil(() => ChildProcess.Accepts(new UnixDomainSocketEndPoint(Path.Combine(Socks, $"{RedisRedirectedPort}.sock"))), "redis-server (under the launcher)", p);
+            return p;
+        }));
     }
 
     private void StartBench(bool redirected, params string[] args)
     {
+        string name = $"unsock-bench {string.Join(' ', args)}{(redirected ? " (under the launcher)" : "")}";
         string ready = Path.Combine(o.Work, $"ready.{_servers.Count}");
-        var (file, argv) = Command(redirected, o.Bench, [.. args, "--ready", ready]);
-        var p = ChildProcess.Start(file, argv, capture: false);
-        _servers.Add(p);
-        ChildProcess.WaitUntil(() => File.Exists(ready), $"unsock-bench {string.Join(' ', args)}", p);
+        _servers.Add(new(name, () =>
+        {
+            File.Delete(ready);
+            var (file, argv) = Command(redirected, o.Bench, [.. args, "--ready", ready]);
+            var p = ChildProcess.Start(file, argv, capture: false);
+            ChildProcess.WaitUntil(() => File.Exists(ready), name, p);
+            return p;
+        }));
+    }
+
+    /// <summary>Something outside the run may end a server (a shared machine): start it again, and say so in the report.</summary>
+    private void EnsureServers()
+    {
+        foreach (var s in _servers)
+            if (s.Restart()) _errors.Add($"{s.Name} had exited (not by this run); restarted it");
     }
 
     private (string File, string[] Args) Command(bool underLauncher, string file, string[] args) =>
@@ -187,17 +219,20 @@ internal sealed class BenchDriver(DriverOptions o)
 
     private void Scale(NetVariant[] order, int round)
     {
-        // The idle baseline: the same launcher with one target that has done its connections and holds one.
-        var (_, idleOne, _) = Storm(NetVariants[2], round, targets: 1);
+        // Idle cost: the same launcher with 1 and with N targets that made one connection each and hold it.
+        var embedded = NetVariants[2];
+        var (_, idleOne, _) = Storm(embedded, round, targets: 1, conns: 1);
+        var (_, idleN, _) = Storm(embedded, round, o.ScaleTargets, conns: 1);
         _m.Add("rss_idle_1", Embedded, round, idleOne);
+        _m.Add("rss_idle_n", Embedded, round, idleN);
+        _m.Add("rss_per_target", Embedded, round, (idleN - idleOne) / (o.ScaleTargets - 1));
         foreach (var v in order)
         {
-            var (rate, idle, peak) = Storm(v, round, o.ScaleTargets);
+            var (rate, after, peak) = Storm(v, round, o.ScaleTargets, o.ScaleConnections);
             _m.Add("scale_rate", v.Key, round, rate);
             if (!v.Redirected) continue;
-            _m.Add("rss_idle_n", v.Key, round, idle);
-            _m.Add("rss_peak_n", v.Key, round, peak);
-            _m.Add("rss_per_target", v.Key, round, (idle - idleOne) / (o.ScaleTargets - 1));
+            _m.Add("rss_after_storm", v.Key, round, after);
+            _m.Add("rss_peak_storm", v.Key, round, peak);
         }
     }
 
@@ -206,9 +241,9 @@ internal sealed class BenchDriver(DriverOptions o)
     /// children; they wait for a common start time, connect, then each hold one idle connection.
     /// Returns the aggregate connection rate and the launcher's VmRSS with idle targets and VmHWM, in kB.
     /// </summary>
-    private (double Rate, double IdleKb, double PeakKb) Storm(NetVariant v, int round, int targets)
+    private (double Rate, double IdleKb, double PeakKb) Storm(NetVariant v, int round, int targets, int conns)
     {
-        string dir = Path.Combine(o.Work, $"storm-{v.Key}-{targets}-{round}");
+        string dir = Path.Combine(o.Work, $"storm-{v.Key}-{targets}-{conns}-{round}");
         Directory.CreateDirectory(dir);
         string release = Path.Combine(dir, "release");
         // Leave time for the shell to start every target (a few ms each on a small machine).
@@ -217,7 +252,7 @@ internal sealed class BenchDriver(DriverOptions o)
             i=0
             while [ $i -lt {{targets}} ]; do
               i=$((i+1))
-              "$0" storm {{v.Address}} --conns {{o.ScaleConnections}} --start-at {{startAt}} --hold {{v.HoldAddress}} --release {{release}} --max-hold 60 >{{dir}}/$i.out 2>{{dir}}/$i.err &
+              "$0" storm {{v.Address}} --conns {{conns}} --start-at {{startAt}} --hold {{v.HoldAddress}} --release {{release}} --max-hold 60 >{{dir}}/$i.out 2>{{dir}}/$i.err &
             done
             wait
             """;
@@ -258,15 +293,24 @@ internal sealed class BenchDriver(DriverOptions o)
         catch (IOException) { return false; }
     }
 
+    /// <summary>Runs one scenario of a round; a failure is retried once (after restarting servers), then recorded.</summary>
     private void Measure(string scenario, Action run)
     {
         var t = Stopwatch.GetTimestamp();
-        try { run(); }
-        catch (BenchIoException e)
+        for (int attempt = 1; ; attempt++)
         {
-            _errors.Add($"{scenario}: {e.Message}");
-            Progress($"  {scenario}: FAILED: {e.Message}");
-            return;
+            EnsureServers();
+            try
+            {
+                run();
+                break;
+            }
+            catch (BenchIoException e)
+            {
+                _errors.Add($"{scenario}, attempt {attempt}: {e.Message}");
+                Progress($"  {scenario}: FAILED (attempt {attempt}): {e.Message}");
+                if (attempt == 2) return;
+            }
         }
         Progress($"  {scenario}: {Stopwatch.GetElapsedTime(t).TotalSeconds:F1} s");
     }
