@@ -1,0 +1,29 @@
+namespace Unsock.Bench.Driver;
+
+/// <summary>What one run of the driver measures, and how long it may take.</summary>
+internal sealed record DriverOptions(
+    string Bench, string Launcher, string Output, string Work, int Rounds, string? Commit,
+    double Seconds, int PingPongCount, int SpawnCount, int GetpidCount, int PipeCount,
+    int RedisRequests, int ScaleTargets, int ScaleConnections)
+{
+    public static DriverOptions From(Options o)
+    {
+        string launcher = Path.GetFullPath(o.Text("--launcher") ?? throw new BenchUsageException("drive needs --launcher PATH (the published unsock-launch)"));
+        if (!File.Exists(launcher)) throw new BenchUsageException($"--launcher {launcher}: no such file");
+        string output = Path.GetFullPath(o.Text("--out") ?? throw new BenchUsageException("drive needs --out FILE (the markdown report)"));
+        string bench = Environment.ProcessPath ?? throw new BenchUsageException("cannot tell the path of unsock-bench itself");
+        string work = Path.GetFullPath(o.Text("--work") ?? "/tmp/unsock-bench");
+        bool quick = o.Flag("--quick");
+        return new DriverOptions(bench, launcher, output, work,
+            Rounds: o.Int("--rounds", quick ? 1 : 5),
+            Commit: o.Text("--commit"),
+            Seconds: quick ? 0.3 : 1.0,
+            PingPongCount: quick ? 5_000 : 20_000,
+            SpawnCount: quick ? 5 : 20,
+            GetpidCount: quick ? 500_000 : 3_000_000,
+            PipeCount: quick ? 100_000 : 500_000,
+            RedisRequests: quick ? 20_000 : 100_000,
+            ScaleTargets: o.Int("--targets", quick ? 20 : 100),
+            ScaleConnections: quick ? 20 : 100);
+    }
+}
