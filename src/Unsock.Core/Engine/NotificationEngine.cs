@@ -10,7 +10,7 @@ public sealed class NotificationEngine : IDisposable
 {
     private readonly SeccompListener _listener;
     private readonly SocketRegistry _registry = new();
-    private readonly Redirector _redirector;
+    private readonly Redirector[] _redirectors;
     private readonly NotificationLoop _loop;
 
     /// <param name="listenerFd">The listener; the engine owns and closes it.</param>
@@ -19,8 +19,10 @@ public sealed class NotificationEngine : IDisposable
     {
         var log = new EngineLog(verboseLog);
         _listener = new SeccompListener(listenerFd);
-        _redirector = new Redirector(policy, _listener, _registry, log);
-        _loop = new NotificationLoop(_listener, _redirector, _registry, log);
+        // Enough threads that a swap waiting for its target does not hold up other programs' calls.
+        _redirectors = new Redirector[Math.Clamp(Environment.ProcessorCount * 2, 2, 8)];
+        for (int i = 0; i < _redirectors.Length; i++) _redirectors[i] = new Redirector(policy, _listener, _registry, log);
+        _loop = new NotificationLoop(_listener, _redirectors, _registry, log);
     }
 
     /// <summary>Serves notifications on the calling thread until the last target task is gone.</summary>
@@ -28,7 +30,7 @@ public sealed class NotificationEngine : IDisposable
 
     public void Dispose()
     {
-        _redirector.Dispose();
+        foreach (var r in _redirectors) r.Dispose();
         _listener.Dispose();
     }
 }

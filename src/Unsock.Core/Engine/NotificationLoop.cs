@@ -5,45 +5,37 @@ using static Tmds.Linux.LibC;
 namespace Unsock.Core.Engine;
 
 /// <summary>
-/// Receives and answers the notifications of one seccomp listener on the calling thread, until no task
-/// uses the filter any more (EPOLLHUP, kernel 5.9). The thread that receives also answers, which is what
-/// SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP rewards.
+/// Receives and answers the notifications of one seccomp listener until no task uses the filter any more
+/// (POLLHUP, kernel 5.9). Several threads serve it, one receiving at a time (leader/followers): a swap
+/// waits for the target to take the new fd (ADDFD), and other programs' calls must not queue behind
+/// that. The thread that receives also answers, which is what SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP rewards.
 /// </summary>
-internal sealed unsafe class NotificationLoop(SeccompListener listener, Redirector redirector, SocketRegistry registry, EngineLog log)
+internal sealed unsafe class NotificationLoop(SeccompListener listener, Redirector[] redirectors, SocketRegistry registry, EngineLog log)
 {
     private const int SweepIntervalMs = 1000;
     private const short PollIn = 0x1, PollHangUp = 0x8 | 0x10 | 0x20; // POLLERR | POLLHUP | POLLNVAL
+    private readonly object _receiveGate = new();
+    private bool _done;
+    private long _nextSweep;
 
     public void Run()
     {
         // poll, not epoll: SYNC_WAKE_UP's "wake on this CPU" reaches a poll waiter, but epoll's own
         // wake-up of epoll_wait drops it.
         if (!listener.TrySetSyncWakeUp()) log.Message("kernel without SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (6.6): answers take a scheduler round trip");
-        long nextSweep = Environment.TickCount64 + SweepIntervalMs;
-        var pfd = new pollfd { fd = listener.Fd, events = PollIn };
+        _nextSweep = Environment.TickCount64 + SweepIntervalMs;
+        var threads = new List<Thread>();
+        for (int i = 1; i < redirectors.Length; i++)
+        {
+            var redirector = redirectors[i];
+            var t = new Thread(() => Serve(redirector), 256 * 1024) { IsBackground = true, Name = $"unsock-notify-{i}" };
+            t.Start();
+            threads.Add(t);
+        }
         try
         {
-            while (true)
-            {
-                int timeout = registry.IsEmpty ? -1 : (int)Math.Max(0, nextSweep - Environment.TickCount64);
-                pfd.revents = 0;
-                int n = poll(&pfd, 1, timeout);
-                if (n < 0)
-                {
-                    if (errno == Errors.EINTR) continue;
-                    throw new global::Interop.ErrnoException(errno, "poll");
-                }
-                if (n > 0)
-                {
-                    if ((pfd.revents & PollIn) != 0) HandleOne();
-                    else if ((pfd.revents & PollHangUp) != 0) break; // no task uses the filter any more
-                }
-                if (!registry.IsEmpty && Environment.TickCount64 >= nextSweep)
-                {
-                    foreach (var path in registry.Sweep(everythingGone: false)) log.Message($"removed {path}: its socket is closed");
-                    nextSweep = Environment.TickCount64 + SweepIntervalMs;
-                }
-            }
+            Serve(redirectors[0]);
+            foreach (var t in threads) t.Join();
         }
         finally
         {
@@ -51,9 +43,51 @@ internal sealed unsafe class NotificationLoop(SeccompListener listener, Redirect
         }
     }
 
-    private void HandleOne()
+    private void Serve(Redirector redirector)
     {
-        if (!listener.TryReceive(out var request)) return;
+        while (true)
+        {
+            SyscallRequest request;
+            lock (_receiveGate)
+            {
+                if (_done || !TryReceive(out request)) return;
+            }
+            if (request.Id != 0) Answer(redirector, request);
+        }
+    }
+
+    /// <summary>Waits for the next notification (Id 0 when there was none, only a sweep); false when no target is left.</summary>
+    private bool TryReceive(out SyscallRequest request)
+    {
+        request = default;
+        var pfd = new pollfd { fd = listener.Fd, events = PollIn };
+        while (true)
+        {
+            int timeout = registry.IsEmpty ? -1 : (int)Math.Max(0, _nextSweep - Environment.TickCount64);
+            int n = poll(&pfd, 1, timeout);
+            if (n < 0 && errno != Errors.EINTR) throw new global::Interop.ErrnoException(errno, "poll");
+            if (n > 0 && (pfd.revents & PollIn) != 0)
+            {
+                // Not blocking: each pending notification counts once, and only the gate holder receives.
+                listener.TryReceive(out request);
+                return true;
+            }
+            if (n > 0 && (pfd.revents & PollHangUp) != 0)
+            {
+                _done = true; // no task uses the filter any more
+                return false;
+            }
+            if (!registry.IsEmpty && Environment.TickCount64 >= _nextSweep)
+            {
+                foreach (var path in registry.Sweep(everythingGone: false)) log.Message($"removed {path}: its socket is closed");
+                _nextSweep = Environment.TickCount64 + SweepIntervalMs;
+                return true;
+            }
+        }
+    }
+
+    private void Answer(Redirector redirector, in SyscallRequest request)
+    {
         Outcome outcome;
         try
         {

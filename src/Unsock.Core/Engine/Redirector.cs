@@ -33,8 +33,15 @@ internal sealed partial class Redirector : IDisposable
         _tcpDefaultReceiveBuffer = ReadSysctlSecond("/proc/sys/net/ipv4/tcp_rmem");
     }
 
+    private long _nextPrune;
+
     public Outcome Handle(in SyscallRequest r)
     {
+        if (Environment.TickCount64 >= _nextPrune)
+        {
+            _target.PruneExited();
+            _nextPrune = Environment.TickCount64 + 1000;
+        }
         if (r.Arch != AuditArch.X86_64) return Outcome.Fail(Errors.ENOSYS); // the filter already refuses these
         return r.Nr switch
         {

@@ -170,6 +170,21 @@ internal sealed class TargetProcess : IDisposable
         return null;
     }
 
+    /// <summary>Drops the cached fds of threads that have exited (a pidfd becomes readable then).</summary>
+    public void PruneExited()
+    {
+        List<int>? dead = null;
+        foreach (var (tid, pidfd) in _pidfds)
+            if (Native.Socket.Poll(pidfd, 1 /* POLLIN */, 0)) (dead ??= new()).Add(tid);
+        if (dead is null) return;
+        foreach (int tid in dead)
+        {
+            Native.Socket.Close(_pidfds[tid]);
+            _pidfds.Remove(tid);
+            if (_fdinfoDirs.Remove(tid, out int dir)) Native.Socket.Close(dir);
+        }
+    }
+
     private static void CloseAll(Dictionary<int, int> fds)
     {
         foreach (var fd in fds.Values) Native.Socket.Close(fd);
