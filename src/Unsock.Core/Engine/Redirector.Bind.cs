@@ -26,7 +26,7 @@ internal sealed partial class Redirector
                 if (existing.Answered) return Outcome.Fail(Errors.EINVAL); // bound twice, as TCP says
                 return Outcome.Succeed(0, existing);
             }
-            using var identity = TargetIdentity.Assume(r.Pid);
+            using var identity = TargetIdentity.Assume(_target, r.Pid);
             bool ipv6 = facts.Domain == Sock.AfInet6;
             var outcome = endpoint.Port == 0
                 ? BindEphemeral(r, fd, copy, facts, rule, endpoint, ipv6)

@@ -20,7 +20,7 @@ internal sealed partial class Redirector
         try
         {
             if (rule is null) return RestartedConnect(copy);
-            using var identity = TargetIdentity.Assume(r.Pid);
+            using var identity = TargetIdentity.Assume(_target, r.Pid);
             string path = rule.ResolvePath(endpoint.MatchAddress, endpoint.Port, RuleProtocol.Tcp);
             bool ipv6 = facts.Domain == Sock.AfInet6;
             var peer = endpoint.InFamily(ipv6);
@@ -123,7 +123,7 @@ internal sealed partial class Redirector
         InetEndpoint peer, string path, int ruleIndex)
     {
         bool swapped = false;
-        using var identity = TargetIdentity.Assume(r.Pid);
+        using var identity = TargetIdentity.Assume(null, r.Pid);
         try
         {
             Span<byte> timeo = stackalloc byte[16];
@@ -172,7 +172,7 @@ internal sealed partial class Redirector
         {
             int sock = -1;
             bool swapped = false;
-            using var identity = TargetIdentity.Assume(r.Pid);
+            using var identity = TargetIdentity.Assume(null, r.Pid);
             try
             {
                 int err;

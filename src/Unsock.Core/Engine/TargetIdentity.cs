@@ -33,11 +33,12 @@ internal static unsafe class TargetIdentity
     }
 
     /// <summary>Takes the identity of thread <paramref name="tid"/> for file system access on this thread.</summary>
-    public static Scope Assume(int tid)
+    /// <param name="target">The calling notification thread's cache, or null on a worker thread.</param>
+    public static Scope Assume(TargetProcess? target, int tid)
     {
         if (!Root) return default;
-        // /proc/TID belongs to the task's effective uid: one stat rules out the common root-for-root case.
-        if (global::Interop.FileSystem.Lstat($"/proc/{tid}", out var st) == 0 && st.Uid == 0) return default;
+        // The pidfd tells the credentials in one ioctl (6.13): that rules out the common root-for-root case.
+        if (target is not null && target.TryGetFsIds(tid, out uint fsuid, out _) && fsuid == 0) return default;
         if (!TryRead(tid, out uint uid, out uint gid, out uint[] groups) || uid == 0) return default;
         Native.SetThreadGroups(groups);
         Native.SetFsGid(gid);

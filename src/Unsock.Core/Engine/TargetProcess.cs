@@ -12,6 +12,9 @@ internal sealed class TargetProcess : IDisposable
 {
     private readonly Dictionary<int, int> _pidfds = new();
     private readonly Dictionary<int, int> _fdinfoDirs = new();
+    // Open /proc/TID/fdinfo/FD files: each read shows the fd as it is now, and a client tends to get the
+    // same fd number for every new socket.
+    private readonly Dictionary<(int Tid, int Fd), int> _fdinfoFiles = new();
     private const int MaxCachedPidfds = 4096;
     private bool _threadPidfdsUnsupported;
 
@@ -62,16 +65,34 @@ internal sealed class TargetProcess : IDisposable
     /// <summary>The target's FD_CLOEXEC for <paramref name="fd"/>; our pidfd_getfd copy always has it set.</summary>
     public bool IsCloseOnExec(int tid, int fd)
     {
-        // Through a cached /proc/TID/fdinfo directory: this is on every swap.
         Span<byte> buf = stackalloc byte[128];
+        if (_fdinfoFiles.TryGetValue((tid, fd), out int file))
+        {
+            int got = Native.FileSystem.ReadAtStart(file, buf);
+            if (got > 0) return HasCloseOnExecFlag(buf[..got]);
+            Native.Socket.Close(file);
+            _fdinfoFiles.Remove((tid, fd));
+        }
         int n = -1;
         for (int attempt = 0; attempt < 2 && n < 0; attempt++)
         {
             int dir = FdinfoDirFor(tid, reopen: attempt > 0);
             if (dir < 0) return false;
-            n = Native.FileSystem.ReadSmallFileAt(dir, fd, buf);
+            n = Native.FileSystem.OpenAt(dir, fd, out file);
+            if (n == 0) n = Native.FileSystem.ReadAtStart(file, buf);
         }
-        return HasCloseOnExecFlag(buf[..Math.Max(n, 0)]);
+        if (n <= 0) return false;
+        if (_fdinfoFiles.Count >= MaxCachedPidfds) CloseAll(_fdinfoFiles);
+        _fdinfoFiles[(tid, fd)] = file;
+        return HasCloseOnExecFlag(buf[..n]);
+    }
+
+    /// <summary>The target thread's filesystem uid and gid, from its pidfd where the kernel can tell (6.13).</summary>
+    public bool TryGetFsIds(int tid, out uint uid, out uint gid)
+    {
+        uid = gid = 0;
+        int pidfd = PidfdFor(tid, reopen: false);
+        return pidfd >= 0 && !_threadPidfdsUnsupported && Native.Pidfd.TryGetFsIds(pidfd, out uid, out gid);
     }
 
     /// <summary>The same for worker threads, which must not share the notification thread's cache.</summary>
@@ -183,9 +204,14 @@ internal sealed class TargetProcess : IDisposable
             _pidfds.Remove(tid);
             if (_fdinfoDirs.Remove(tid, out int dir)) Native.Socket.Close(dir);
         }
+        foreach (var key in _fdinfoFiles.Keys.Where(k => dead.Contains(k.Tid)).ToList())
+        {
+            Native.Socket.Close(_fdinfoFiles[key]);
+            _fdinfoFiles.Remove(key);
+        }
     }
 
-    private static void CloseAll(Dictionary<int, int> fds)
+    private static void CloseAll<TKey>(Dictionary<TKey, int> fds) where TKey : notnull
     {
         foreach (var fd in fds.Values) Native.Socket.Close(fd);
         fds.Clear();
@@ -197,5 +223,6 @@ internal sealed class TargetProcess : IDisposable
     {
         CloseAll(_pidfds);
         CloseAll(_fdinfoDirs);
+        CloseAll(_fdinfoFiles);
     }
 }

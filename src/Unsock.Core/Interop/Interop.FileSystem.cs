@@ -81,8 +81,8 @@ internal static partial class Interop
             return fd < 0 ? errno : 0;
         }
 
-        /// <summary>One read of file NUMBER (decimal) in directory <paramref name="dirFd"/>; the count or -errno.</summary>
-        public static int ReadSmallFileAt(int dirFd, int number, Span<byte> buffer)
+        /// <summary>Opens file NUMBER (decimal) in directory <paramref name="dirFd"/> for reading; 0 or -errno.</summary>
+        public static int OpenAt(int dirFd, int number, out int fd)
         {
             byte* name = stackalloc byte[12];
             int len = 0;
@@ -91,13 +91,16 @@ internal static partial class Interop
             do { digits[len++] = (byte)('0' + v % 10); v /= 10; } while (v != 0);
             for (int i = 0; i < len; i++) name[i] = digits[len - 1 - i];
             name[len] = 0;
-            int fd = openat(dirFd, name, O_RDONLY | O_CLOEXEC, 0);
-            if (fd < 0) return -errno;
+            fd = openat(dirFd, name, O_RDONLY | O_CLOEXEC, 0);
+            return fd < 0 ? -errno : 0;
+        }
+
+        /// <summary>pread at offset 0 (a /proc file shows its current state again); the count or -errno.</summary>
+        public static int ReadAtStart(int fd, Span<byte> buffer)
+        {
             long n;
-            fixed (byte* b = buffer) n = read(fd, b, (size_t)buffer.Length);
-            int err = n < 0 ? errno : 0;
-            close(fd);
-            return n < 0 ? -err : (int)n;
+            fixed (byte* b = buffer) n = pread(fd, b, (size_t)buffer.Length, 0);
+            return n < 0 ? -errno : (int)n;
         }
 
         public static int SetUmask(int mask) => (int)(uint)umask((mode_t)mask);

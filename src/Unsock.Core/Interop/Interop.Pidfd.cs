@@ -15,6 +15,30 @@ internal static partial class Interop
         [LibraryImport(Libc, EntryPoint = "syscall", SetLastError = true)]
         private static partial long Syscall3(long number, long a, long b, long c);
 
+        // PIDFD_GET_INFO (6.13): _IOWR(PIDFS_IOCTL_MAGIC 0xFF, 11, struct pidfd_info), the 64-byte first version.
+        private const uint PidfdGetInfo = 0xC040FF0B;
+        private const ulong PidfdInfoCreds = 1 << 1;
+
+        [StructLayout(LayoutKind.Sequential)]
+        private struct PidfdInfo
+        {
+            public ulong Mask, CgroupId;
+            public uint Pid, Tgid, Ppid, Ruid, Rgid, Euid, Egid, Suid, Sgid, FsUid, FsGid, Spare0;
+        }
+
+        [LibraryImport(Libc, EntryPoint = "ioctl", SetLastError = true)]
+        private static unsafe partial int Ioctl(int fd, nuint request, void* arg);
+
+        /// <summary>The filesystem uid and gid of the task behind <paramref name="pidfd"/>; false on kernels before 6.13.</summary>
+        public static unsafe bool TryGetFsIds(int pidfd, out uint uid, out uint gid)
+        {
+            var info = new PidfdInfo { Mask = PidfdInfoCreds };
+            bool ok = Ioctl(pidfd, PidfdGetInfo, &info) == 0 && (info.Mask & PidfdInfoCreds) != 0;
+            uid = info.FsUid;
+            gid = info.FsGid;
+            return ok;
+        }
+
         /// <summary>A pidfd for thread or process <paramref name="pid"/>, or -errno.</summary>
         public static int Open(int pid, uint flags)
         {

@@ -107,6 +107,8 @@ public class RedirectTests
         Assert.Equal(5, r.GetProperty("rcvtimeo_kept").GetInt32());
         Assert.True(r.GetProperty("cloexec").GetBoolean());
         Assert.Equal("ping", r.GetProperty("echo").GetString());
+        Assert.True(r.GetProperty("same_fd").GetBoolean());
+        Assert.True(r.GetProperty("inheritable_kept").GetBoolean());
     }
 
     [Fact]

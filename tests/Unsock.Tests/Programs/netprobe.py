@@ -79,6 +79,14 @@ def names(host, port):
     }
     s.sendall(b"ping")
     out["echo"] = s.recv(4).decode()
+    # The same fd number again, this time inheritable: FD_CLOEXEC must follow the program's socket.
+    number = s.fileno()
+    s.close()
+    t = socket.socket(family(host), socket.SOCK_STREAM)
+    os.set_inheritable(t.fileno(), True)
+    t.connect((host, int(port)))
+    out["same_fd"] = t.fileno() == number
+    out["inheritable_kept"] = os.get_inheritable(t.fileno())
     print(json.dumps(out), flush=True)
 
 
