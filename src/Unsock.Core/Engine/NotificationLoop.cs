@@ -100,6 +100,7 @@ internal sealed unsafe class NotificationLoop(SeccompListener listener, Redirect
             outcome = Outcome.Fail(Errors.EIO);
         }
         Send(listener, request, outcome);
+        redirector.AfterAnswer();
     }
 
     internal static void Send(SeccompListener listener, in SyscallRequest r, Outcome outcome)

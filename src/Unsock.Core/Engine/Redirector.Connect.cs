@@ -25,7 +25,7 @@ internal sealed partial class Redirector
             bool ipv6 = facts.Domain == Sock.AfInet6;
             var peer = endpoint.InFamily(ipv6);
 
-            err = Sock.Create(Sock.AfUnix, Sock.SockStream | Sock.SockNonblock | Sock.SockCloexec, out int unix);
+            err = TakeSpareUnixSocket(out int unix);
             if (err != 0) return Outcome.Fail(err);
             CopySocketOptions(copy, unix);
             Span<byte> sa = stackalloc byte[UnixAddress.MaxSize];

@@ -34,6 +34,22 @@ internal sealed partial class Redirector : IDisposable
     }
 
     private long _nextPrune;
+    private int _spareUnixSocket = -1;
+
+    /// <summary>A fresh AF_UNIX stream socket (non-blocking, close-on-exec), made ahead of time when possible.</summary>
+    private int TakeSpareUnixSocket(out int fd)
+    {
+        fd = _spareUnixSocket;
+        _spareUnixSocket = -1;
+        return fd >= 0 ? 0 : Sock.Create(Sock.AfUnix, Sock.SockStream | Sock.SockNonblock | Sock.SockCloexec, out fd);
+    }
+
+    /// <summary>Work that can wait until the target has its answer: the next connect's socket.</summary>
+    public void AfterAnswer()
+    {
+        if (_spareUnixSocket < 0 && !_registry.IsEmpty)
+            Sock.Create(Sock.AfUnix, Sock.SockStream | Sock.SockNonblock | Sock.SockCloexec, out _spareUnixSocket);
+    }
 
     public Outcome Handle(in SyscallRequest r)
     {
@@ -171,5 +187,9 @@ internal sealed partial class Redirector : IDisposable
     /// <summary>The address a converted peer is reported as, in the family of the program's socket.</summary>
     private InetEndpoint FakePeer(bool ipv6) => new InetEndpoint(_policy.FakeAddress, 0).InFamily(ipv6);
 
-    public void Dispose() => _target.Dispose();
+    public void Dispose()
+    {
+        Sock.Close(_spareUnixSocket);
+        _target.Dispose();
+    }
 }
