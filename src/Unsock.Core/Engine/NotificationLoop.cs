@@ -43,17 +43,43 @@ internal sealed unsafe class NotificationLoop(SeccompListener listener, Redirect
         }
     }
 
+    [ThreadStatic] private static bool t_holdsGate;
+
     private void Serve(Redirector redirector)
     {
+        redirector.BeforeBlocking = ReleaseGate;
         while (true)
         {
-            SyscallRequest request;
-            lock (_receiveGate)
+            Monitor.Enter(_receiveGate);
+            t_holdsGate = true;
+            try
             {
-                if (_done || !TryReceive(out request)) return;
+                if (_done || !TryReceive(out var request)) return;
+                // With more calls waiting, the next thread goes on receiving at once. Otherwise the receiver
+                // keeps the gate until it would block (ADDFD waits for the target): handing over at once
+                // would wake a follower on every call, to compete for the CPU with the one call there is.
+                if (request.Id == 0) continue;
+                if (HasPending()) ReleaseGate();
+                Answer(redirector, request);
             }
-            if (request.Id != 0) Answer(redirector, request);
+            finally
+            {
+                ReleaseGate();
+            }
         }
+    }
+
+    private bool HasPending()
+    {
+        var pfd = new pollfd { fd = listener.Fd, events = PollIn };
+        return poll(&pfd, 1, 0) > 0 && (pfd.revents & PollIn) != 0;
+    }
+
+    private void ReleaseGate()
+    {
+        if (!t_holdsGate) return;
+        t_holdsGate = false;
+        Monitor.Exit(_receiveGate);
     }
 
     /// <summary>Waits for the next notification (Id 0 when there was none, only a sweep); false when no target is left.</summary>
