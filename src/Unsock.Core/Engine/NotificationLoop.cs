@@ -43,43 +43,17 @@ internal sealed unsafe class NotificationLoop(SeccompListener listener, Redirect
         }
     }
 
-    [ThreadStatic] private static bool t_holdsGate;
-
     private void Serve(Redirector redirector)
     {
-        redirector.BeforeBlocking = ReleaseGate;
         while (true)
         {
-            Monitor.Enter(_receiveGate);
-            t_holdsGate = true;
-            try
+            SyscallRequest request;
+            lock (_receiveGate)
             {
-                if (_done || !TryReceive(out var request)) return;
-                // With more calls waiting, the next thread goes on receiving at once. Otherwise the receiver
-                // keeps the gate until it would block (ADDFD waits for the target): handing over at once
-                // would wake a follower on every call, to compete for the CPU with the one call there is.
-                if (request.Id == 0) continue;
-                if (HasPending()) ReleaseGate();
-                Answer(redirector, request);
+                if (_done || !TryReceive(out request)) return;
             }
-            finally
-            {
-                ReleaseGate();
-            }
+            if (request.Id != 0) Answer(redirector, request);
         }
-    }
-
-    private bool HasPending()
-    {
-        var pfd = new pollfd { fd = listener.Fd, events = PollIn };
-        return poll(&pfd, 1, 0) > 0 && (pfd.revents & PollIn) != 0;
-    }
-
-    private void ReleaseGate()
-    {
-        if (!t_holdsGate) return;
-        t_holdsGate = false;
-        Monitor.Exit(_receiveGate);
     }
 
     /// <summary>Waits for the next notification (Id 0 when there was none, only a sweep); false when no target is left.</summary>

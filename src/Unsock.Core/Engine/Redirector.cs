@@ -34,9 +34,6 @@ internal sealed partial class Redirector : IDisposable
     }
 
     private long _nextPrune;
-
-    /// <summary>Called before anything that may wait for the target or the kernel (the notification loop lets the next receiver in).</summary>
-    public Action? BeforeBlocking { get; set; }
     private int _spareUnixSocket = -1;
 
     /// <summary>A fresh AF_UNIX stream socket (non-blocking, close-on-exec), made ahead of time when possible.</summary>
@@ -151,7 +148,6 @@ internal sealed partial class Redirector : IDisposable
         {
             bool cloexec = onWorker ? TargetProcess.IsCloseOnExecUncached(r.Pid, targetFd) : _target.IsCloseOnExec(r.Pid, targetFd);
             _registry.Add(entry);
-            if (!onWorker) BeforeBlocking?.Invoke();
             err = _listener.ReplaceFd(r.Id, replacement, targetFd, cloexec);
             if (err == 0) return Outcome.AfterSwap(entry, replacement, oldCopy);
             // The target was interrupted or killed before the fd went in: nothing changed on its side.
