@@ -1,7 +1,5 @@
-using Unsock.Core.Filter;
-using System.Buffers.Binary;
-using System.Net;
 using Unsock.Core.Addressing;
+using Unsock.Core.Filter;
 using Unsock.Core.Policies;
 using Native = global::Interop;
 using Sock = global::Interop.Socket;
@@ -11,8 +9,8 @@ namespace Unsock.Core.Engine;
 /// <summary>
 /// Decides and carries out one trapped socket call: matches the policy, builds the replacement socket in
 /// the supervisor, swaps it into the target, and answers the questions (getsockname, getsockopt...) that
-/// would otherwise give the swap away. One instance per listener; <see cref="Handle"/> runs on the
-/// notification thread, slow work (a full backlog, a proxy handshake, a blocking accept) on workers.
+/// would otherwise give the swap away. One instance per notification thread (its caches are its own);
+/// slow work (a full backlog, a proxy handshake, a blocking accept) goes to worker threads.
 /// </summary>
 internal sealed partial class Redirector : IDisposable
 {
@@ -22,6 +20,8 @@ internal sealed partial class Redirector : IDisposable
     private readonly TargetProcess _target = new();
     private readonly EngineLog _log;
     private readonly int _tcpDefaultSendBuffer, _tcpDefaultReceiveBuffer;
+    private long _nextPrune;
+    private int _spareUnixSocket = -1;
 
     public Redirector(Policy policy, SeccompListener listener, SocketRegistry registry, EngineLog log)
     {
@@ -32,9 +32,6 @@ internal sealed partial class Redirector : IDisposable
         _tcpDefaultSendBuffer = ReadSysctlSecond("/proc/sys/net/ipv4/tcp_wmem");
         _tcpDefaultReceiveBuffer = ReadSysctlSecond("/proc/sys/net/ipv4/tcp_rmem");
     }
-
-    private long _nextPrune;
-    private int _spareUnixSocket = -1;
 
     /// <summary>A fresh AF_UNIX stream socket (non-blocking, close-on-exec), made ahead of time when possible.</summary>
     private int TakeSpareUnixSocket(out int fd)

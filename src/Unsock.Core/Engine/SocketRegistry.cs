@@ -37,16 +37,24 @@ internal sealed class ConvertedSocket(ulong inode, int family, bool ipv6)
     public bool Answered { get; set; }
     public BoundFile? File { get; set; }
     public bool AcceptedFromListener { get; set; }
-    /// <summary>Serialises the supervisor's waits in accept on this listener.</summary>
-    public object AcceptGate { get; } = new();
+    private object? _acceptGate;
+
+    /// <summary>Serialises the supervisor's waits in accept on this listener (made only for listeners that need it).</summary>
+    public object AcceptGate => LazyInitializer.EnsureInitialized(ref _acceptGate);
     /// <summary>Connections accepted for a target that was interrupted before it got them.</summary>
     public Queue<int>? PendingAccepted { get; set; }
     private Dictionary<(int Level, int Option), byte[]>? _options;
 
-    public byte[]? GetOption(int level, int option) =>
-        _options is not null && _options.TryGetValue((level, option), out var v) ? v : null;
+    // Several notification threads may serve one program's calls on the same socket.
+    public byte[]? GetOption(int level, int option)
+    {
+        lock (this) return _options is not null && _options.TryGetValue((level, option), out var v) ? v : null;
+    }
 
-    public void SetOption(int level, int option, byte[] value) => (_options ??= new())[(level, option)] = value;
+    public void SetOption(int level, int option, byte[] value)
+    {
+        lock (this) (_options ??= new())[(level, option)] = value;
+    }
 }
 
 /// <summary>
