@@ -104,6 +104,8 @@ public class RedirectTests
         Assert.Equal(6, r.GetProperty("so_protocol").GetInt32());
         Assert.Equal(1, r.GetProperty("nodelay").GetInt32());
         Assert.Equal(7200, r.GetProperty("keepidle").GetInt32());
+        Assert.Equal(9, r.GetProperty("keepalive_count").GetInt32());
+        Assert.Equal(0x10, r.GetProperty("tos").GetInt32());
         Assert.Equal(5, r.GetProperty("rcvtimeo_kept").GetInt32());
         Assert.True(r.GetProperty("cloexec").GetBoolean());
         Assert.Equal("ping", r.GetProperty("echo").GetString());
@@ -190,6 +192,10 @@ public class RedirectTests
         Assert.Equal(14, r.GetProperty("getsockname_wild").GetInt32());
         Assert.Equal(14, r.GetProperty("getsockname_badlen").GetInt32());
         Assert.Equal(22, r.GetProperty("getsockname_neglen").GetInt32()); // EINVAL
+        Assert.Equal(0, r.GetProperty("getsockname_short").GetInt32());
+        Assert.Equal(16, r.GetProperty("short_len").GetInt32());          // the full sockaddr_in length
+        Assert.True(r.GetProperty("short_untouched").GetBoolean());       // nothing past the 4 bytes given
+        Assert.Equal(2, r.GetProperty("short_family").GetInt32());        // AF_INET in the bytes that fit
         Assert.Equal(14, r.GetProperty("getsockopt_wild").GetInt32());
         Assert.Equal(22, r.GetProperty("setsockopt_short").GetInt32());
         Assert.Equal("z", r.GetProperty("still_works").GetString());

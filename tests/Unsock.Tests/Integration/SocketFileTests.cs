@@ -93,6 +93,19 @@ public class SocketFileTests
         Assert.False(File.Exists(dir["socks/8301.sock"]));
     }
 
+    [Fact]
+    public void ShutdownOfAListenerRemovesItsFileWhileTheProgramRuns()
+    {
+        using var dir = new TempDir();
+        string policy = Policies.Loopback(dir);
+        using var server = new RunningProgram(Launcher.Path, ["--policy", policy, "--", Py, Probe, "shutdown-hold", "127.0.0.1", "8302"]);
+        Wait.ForFile(dir["socks/8302.sock"], server);
+        Assert.True(Wait.Until(() => server.Stdout.Contains("shut"), TimeSpan.FromSeconds(20)), server.Describe());
+        // Removed by the shutdown itself: the socket is still open, so no sweep would have removed it.
+        Assert.False(File.Exists(dir["socks/8302.sock"]), "the file of a shut-down listener stayed");
+        Assert.False(server.HasExited);
+    }
+
     internal static int ChildOf(int pid)
     {
         int found = 0;

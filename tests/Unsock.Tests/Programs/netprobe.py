@@ -67,7 +67,14 @@ def names(host, port):
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, b"\x05" + b"\x00" * 15)
     s.connect((host, int(port)))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if family(host) == socket.AF_INET:
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x10)
+        tos = s.getsockopt(socket.IPPROTO_IP, socket.IP_TOS)
+    else:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, 0x10)
+        tos = s.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS)
     out = {
+        "tos": tos,
         "peer": list(s.getpeername()[:2]),
         "sock_family": s.getsockname() and len(s.getsockname()),
         "so_domain": s.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN),
@@ -75,6 +82,7 @@ def names(host, port):
         "nodelay": s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY),
         "keepidle": s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
         "rcvtimeo_kept": s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)[0],
+        "keepalive_count": s.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
         "cloexec": bool(os.get_inheritable(s.fileno()) is False),
     }
     s.sendall(b"ping")
@@ -246,6 +254,13 @@ def bad_pointers(host, port):
     call("getsockname_badlen", 51, s.fileno(), ctypes.addressof(buf), 0x30)
     neg = ctypes.c_int(-1)
     call("getsockname_neglen", 51, s.fileno(), ctypes.addressof(buf), ctypes.addressof(neg))
+    # A short buffer: the kernel writes only what fits and reports the full length.
+    short = ctypes.create_string_buffer(b"\xaa" * 32, 32)
+    short_len = ctypes.c_int(4)
+    call("getsockname_short", 51, s.fileno(), ctypes.addressof(short), ctypes.addressof(short_len))
+    results["short_len"] = short_len.value
+    results["short_untouched"] = short.raw[4:] == b"\xaa" * 28
+    results["short_family"] = int.from_bytes(short.raw[:2], "little")
     val = ctypes.c_int(0)
     call("getsockopt_wild", 55, s.fileno(), 6, 1, 0x10, 0x20)
     small = ctypes.c_int(2)
@@ -327,6 +342,18 @@ def full_backlog(host, port, timeout_ms):
             return
 
 
+def shutdown_hold(host, port):
+    """Listens, then shuts the listener down and stays alive: the socket file must go at the shutdown."""
+    s = socket.socket(family(host), socket.SOCK_STREAM)
+    s.bind((host, int(port)))
+    s.listen(1)
+    print("listening", flush=True)
+    time.sleep(1.0)
+    s.shutdown(socket.SHUT_RDWR)
+    print("shut", flush=True)
+    time.sleep(30)
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {
@@ -346,4 +373,5 @@ if __name__ == "__main__":
         "fork-pair": lambda: fork_pair(*args),
         "never-accept": lambda: never_accept(*args),
         "full-backlog": lambda: full_backlog(*args),
+        "shutdown-hold": lambda: shutdown_hold(*args),
     }[cmd]()
