@@ -15,7 +15,9 @@ internal sealed class TargetProcess : IDisposable
     // Open /proc/TID/fdinfo/FD files: each read shows the fd as it is now, and a client tends to get the
     // same fd number for every new socket.
     private readonly Dictionary<(int Tid, int Fd), int> _fdinfoFiles = new();
-    private const int MaxCachedPidfds = 4096;
+    // Per notification thread and per cache: enough for the threads that are making calls now, without
+    // eating into the fd limit that the swaps themselves need.
+    private const int MaxCachedPidfds = 256;
     private bool _threadPidfdsUnsupported;
 
     public static int ReadMemory(int pid, ulong address, Span<byte> buffer) => Native.ProcessVm.Read(pid, address, buffer);
