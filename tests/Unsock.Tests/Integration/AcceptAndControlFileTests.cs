@@ -4,12 +4,8 @@ using Unsock.Core.ControlFiles;
 namespace Unsock.Tests.Integration;
 
 /// <summary>acceptConvert, fork children, and connections through control files (VSOCK, TIPC, Firecracker).</summary>
-public class AcceptAndControlFileTests
+public class AcceptAndControlFileTests : IntegrationTest
 {
-    private static readonly TimeSpan Long = TimeSpan.FromSeconds(60);
-    private static string Py => Launcher.Python;
-    private static string Probe => Launcher.Program("netprobe.py");
-
     private static JsonElement RunAcceptPeers(string acceptConvert, int port)
     {
         using var dir = new TempDir();

@@ -3,12 +3,8 @@ using System.Text.Json;
 namespace Unsock.Tests.Integration;
 
 /// <summary>A full listen backlog, and a Go program (raw syscalls, SIGURG preemption).</summary>
-public class BacklogAndGoTests
+public class BacklogAndGoTests : IntegrationTest
 {
-    private static readonly TimeSpan Long = TimeSpan.FromSeconds(60);
-    private static string Py => Launcher.Python;
-    private static string Probe => Launcher.Program("netprobe.py");
-
     private static RunningProgram StartNeverAccepting(TempDir dir, string policy, int port)
     {
         var server = new RunningProgram(Launcher.Path, ["--policy", policy, "--", Py, Probe, "never-accept", "127.0.0.1", port.ToString()]);

@@ -1,9 +1,8 @@
 namespace Unsock.Tests.Integration;
 
 /// <summary>A root supervisor serving an unprivileged target acts with the target's file permissions.</summary>
-public class IdentityTests
+public class IdentityTests : IntegrationTest
 {
-    private static readonly TimeSpan Long = TimeSpan.FromSeconds(60);
     private const int Nobody = 65534;
 
     private static string[] AsNobody(string policy, params string[] command) =>

@@ -47,6 +47,16 @@ public static class Launcher
     }
 }
 
+/// <summary>What every integration test uses: the time a program may take, python3, the probe script.</summary>
+public abstract class IntegrationTest
+{
+    protected static readonly TimeSpan Long = TimeSpan.FromSeconds(60);
+
+    protected static string Py => Launcher.Python;
+
+    protected static string Probe => Launcher.Program("netprobe.py");
+}
+
 /// <summary>A temporary directory, removed afterwards.</summary>
 public sealed class TempDir : IDisposable
 {

@@ -3,12 +3,8 @@ using System.Text.Json;
 namespace Unsock.Tests.Integration;
 
 /// <summary>The launcher as a command: exit statuses, signals, policy errors, refusals.</summary>
-public class LauncherTests
+public class LauncherTests : IntegrationTest
 {
-    private static readonly TimeSpan Long = TimeSpan.FromSeconds(60);
-    private static string Py => Launcher.Python;
-    private static string Probe => Launcher.Program("netprobe.py");
-
     [Fact]
     public void ExitStatusIsTheChildsAnd128PlusSignal()
     {

@@ -4,12 +4,8 @@ using System.Text.Json;
 namespace Unsock.Tests.Integration;
 
 /// <summary>Real programs under the launcher, talking over the Unix sockets it gives them.</summary>
-public class RedirectTests
+public class RedirectTests : IntegrationTest
 {
-    private static readonly TimeSpan Long = TimeSpan.FromSeconds(60);
-    private static string Py => Launcher.Python;
-    private static string Probe => Launcher.Program("netprobe.py");
-
     private static RunningProgram Launch(string policy, params string[] command) =>
         new(Launcher.Path, ["--policy", policy, "--", .. command]);
 

@@ -3,12 +3,8 @@ using System.Net.Sockets;
 namespace Unsock.Tests.Integration;
 
 /// <summary>The socket files bind creates: where, with which mode, and that they go away.</summary>
-public class SocketFileTests
+public class SocketFileTests : IntegrationTest
 {
-    private static readonly TimeSpan Long = TimeSpan.FromSeconds(60);
-    private static string Py => Launcher.Python;
-    private static string Probe => Launcher.Program("netprobe.py");
-
     [Fact]
     public void StaleSocketFileIsReplacedButAForeignFileIsKept()
     {

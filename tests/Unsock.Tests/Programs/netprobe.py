@@ -20,11 +20,16 @@ def family(host):
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def serve_echo(host, port, count):
-    """Listens, prints 'listening <port>' and echoes `count` connections (0 = forever)."""
+def listen_on(host, port, backlog):
     s = socket.socket(family(host), socket.SOCK_STREAM)
     s.bind((host, int(port)))
-    s.listen(128)
+    s.listen(backlog)
+    return s
+
+
+def serve_echo(host, port, count):
+    """Listens, prints 'listening <port>' and echoes `count` connections (0 = forever)."""
+    s = listen_on(host, port, 128)
     print("listening", s.getsockname()[1], flush=True)
     served = 0
     while count == 0 or served < count:
@@ -43,9 +48,7 @@ def serve_echo(host, port, count):
 
 def serve_threaded(host, port):
     """Echo server with one thread per connection, forever."""
-    s = socket.socket(family(host), socket.SOCK_STREAM)
-    s.bind((host, int(port)))
-    s.listen(1024)
+    s = listen_on(host, port, 1024)
     print("listening", s.getsockname()[1], flush=True)
 
     def handle(c):
@@ -197,9 +200,7 @@ def signalled(host, port, total):
 
 def sigint_accept(host, port):
     """Blocks in accept; a SIGINT must interrupt it (KeyboardInterrupt)."""
-    s = socket.socket(family(host), socket.SOCK_STREAM)
-    s.bind((host, int(port)))
-    s.listen(1)
+    s = listen_on(host, port, 1)
     print("listening", flush=True)
     try:
         s.accept()
@@ -272,9 +273,7 @@ def bad_pointers(host, port):
 
 def accept_peers(host, port):
     """Accepts two connections: one with an address buffer (prints the peer), one with accept(fd, NULL, NULL)."""
-    s = socket.socket(family(host), socket.SOCK_STREAM)
-    s.bind((host, int(port)))
-    s.listen(4)
+    s = listen_on(host, port, 4)
     print("listening", flush=True)
     c, peer = s.accept()
     out = {"peer": list(peer[:2]), "peer_again": list(c.getpeername()[:2]), "local": list(c.getsockname()[:2]),
@@ -294,9 +293,7 @@ def fork_pair(host, port):
     pid = os.fork()
     if pid == 0:
         os.close(r)
-        s = socket.socket(family(host), socket.SOCK_STREAM)
-        s.bind((host, int(port)))
-        s.listen(1)
+        s = listen_on(host, port, 1)
         os.write(w, b"x")
         c, _ = s.accept()
         c.sendall(c.recv(10))
@@ -311,9 +308,7 @@ def fork_pair(host, port):
 
 def never_accept(host, port):
     """Listens with the smallest backlog and never accepts: connects beyond it find the backlog full."""
-    s = socket.socket(family(host), socket.SOCK_STREAM)
-    s.bind((host, int(port)))
-    s.listen(0)
+    s = listen_on(host, port, 0)
     print("listening", flush=True)
     time.sleep(120)
 
@@ -344,9 +339,7 @@ def full_backlog(host, port, timeout_ms):
 
 def shutdown_hold(host, port):
     """Listens, then shuts the listener down and stays alive: the socket file must go at the shutdown."""
-    s = socket.socket(family(host), socket.SOCK_STREAM)
-    s.bind((host, int(port)))
-    s.listen(1)
+    s = listen_on(host, port, 1)
     print("listening", flush=True)
     time.sleep(1.0)
     s.shutdown(socket.SHUT_RDWR)
