@@ -28,11 +28,10 @@ internal sealed partial class Redirector
             }
             using var identity = TargetIdentity.Assume(_target, r.Pid);
             bool ipv6 = facts.Domain == Sock.AfInet6;
-            var outcome = endpoint.Port == 0
-                ? BindEphemeral(r, fd, copy, facts, rule, endpoint, ipv6)
-                : BindAt(r, fd, copy, facts, rule, endpoint, ipv6, out _);
-            keepCopy = outcome.Kind is OutcomeKind.Succeed or OutcomeKind.Answered;
-            return outcome;
+            // Once Swap has the copy, it is Swap's to close, whatever the outcome.
+            return endpoint.Port == 0
+                ? BindEphemeral(r, fd, copy, facts, rule, endpoint, ipv6, ref keepCopy)
+                : BindAt(r, fd, copy, facts, rule, endpoint, ipv6, ref keepCopy, out _);
         }
         finally
         {
@@ -40,13 +39,14 @@ internal sealed partial class Redirector
         }
     }
 
-    private Outcome BindEphemeral(in SyscallRequest r, int fd, int copy, SocketFacts facts, PolicyRule rule, InetEndpoint endpoint, bool ipv6)
+    private Outcome BindEphemeral(in SyscallRequest r, int fd, int copy, SocketFacts facts, PolicyRule rule, InetEndpoint endpoint, bool ipv6,
+        ref bool copyConsumed)
     {
         for (int i = 0; i < EphemeralTries; i++)
         {
             int port = Random.Shared.Next(EphemeralFirst, EphemeralLast + 1);
             var candidate = endpoint with { Port = port };
-            var outcome = BindAt(r, fd, copy, facts, rule, candidate, ipv6, out bool inUse);
+            var outcome = BindAt(r, fd, copy, facts, rule, candidate, ipv6, ref copyConsumed, out bool inUse);
             if (!inUse) return outcome;
         }
         return Outcome.Fail(Errors.EADDRINUSE);
@@ -54,7 +54,7 @@ internal sealed partial class Redirector
 
     /// <summary>Creates the socket file for <paramref name="endpoint"/> and swaps the bound socket in.</summary>
     private Outcome BindAt(in SyscallRequest r, int fd, int copy, SocketFacts facts, PolicyRule rule, InetEndpoint endpoint,
-        bool ipv6, out bool inUse)
+        bool ipv6, ref bool copyConsumed, out bool inUse)
     {
         inUse = false;
         string path = rule.ResolvePath(endpoint.MatchAddress, endpoint.Port, RuleProtocol.Tcp);
@@ -69,7 +69,7 @@ internal sealed partial class Redirector
             _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index}: {e.Message}");
             return Outcome.Fail(Errors.EINVAL);
         }
-        if (control is not null) return BindControlFile(r, fd, copy, facts, rule, endpoint, ipv6, control, path);
+        if (control is not null) return BindControlFile(r, fd, copy, facts, rule, endpoint, ipv6, control, path, ref copyConsumed);
 
         int err = EnsureDirectory(r.Pid, Path.GetDirectoryName(path)!);
         if (err != 0)
@@ -106,7 +106,7 @@ internal sealed partial class Redirector
             var entry = new ConvertedSocket(file.SocketInode, Sock.AfUnix, ipv6) { Local = endpoint.InFamily(ipv6), File = file };
             file.Listener = entry;
             if (_log.Enabled) _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index} -> {path} (mode {Convert.ToString(mode, 8)})");
-            handedOver = true;
+            handedOver = copyConsumed = true;
             return Swap(r, fd, unix, copy, facts.NonBlocking, entry);
         }
         finally
@@ -116,7 +116,7 @@ internal sealed partial class Redirector
     }
 
     private Outcome BindControlFile(in SyscallRequest r, int fd, int copy, SocketFacts facts, PolicyRule rule,
-        InetEndpoint endpoint, bool ipv6, ControlFile control, string path)
+        InetEndpoint endpoint, bool ipv6, ControlFile control, string path, ref bool copyConsumed)
     {
         string subject = endpoint.ToString();
         if (control.Kind == ControlFileKind.FirecrackerProxy)
@@ -141,6 +141,7 @@ internal sealed partial class Redirector
         }
         _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index} via control file ({control})");
         var entry = new ConvertedSocket(Sock.Inode(sock), control.DestinationFamily, ipv6) { Local = endpoint.InFamily(ipv6) };
+        copyConsumed = true;
         return Swap(r, fd, sock, copy, facts.NonBlocking, entry);
     }
 
