@@ -14,6 +14,8 @@ internal sealed class BoundFile(string path, string sunPath, ulong device, ulong
     public ulong Inode { get; } = inode;
     public ulong SocketInode { get; } = socketInode;
     public ConvertedSocket? Listener { get; set; }
+    /// <summary>When it was registered: a sweep leaves alone what came after it had read the live sockets.</summary>
+    public long Sequence { get; set; }
 
     /// <summary>Unlinks the file unless somebody replaced it since we created it.</summary>
     public bool RemoveIfStillOurs()
@@ -37,6 +39,8 @@ internal sealed class ConvertedSocket(ulong inode, int family, bool ipv6)
     public bool Answered { get; set; }
     public BoundFile? File { get; set; }
     public bool AcceptedFromListener { get; set; }
+    /// <summary>When it was registered: a sweep leaves alone what came after it had read the live sockets.</summary>
+    public long Sequence { get; set; }
     private object? _acceptGate;
 
     /// <summary>Serialises the supervisor's waits in accept on this listener (made only for listeners that need it).</summary>
@@ -67,6 +71,7 @@ internal sealed class SocketRegistry
     private readonly Dictionary<ulong, ConvertedSocket> _sockets = new();
     private readonly Dictionary<string, BoundFile> _files = new(StringComparer.Ordinal);
     private volatile int _count;
+    private long _sequence;
 
     public bool IsEmpty => _count == 0;
 
@@ -86,8 +91,13 @@ internal sealed class SocketRegistry
     {
         lock (_gate)
         {
+            socket.Sequence = ++_sequence;
             _sockets[socket.Inode] = socket;
-            if (socket.File is { } f) _files[f.SunPath] = f;
+            if (socket.File is { } f)
+            {
+                f.Sequence = socket.Sequence;
+                _files[f.SunPath] = f;
+            }
             _count = _sockets.Count;
         }
     }
@@ -98,7 +108,10 @@ internal sealed class SocketRegistry
         {
             if (!_sockets.TryGetValue(inode, out var s))
             {
-                s = new ConvertedSocket(inode, listener.Family, listener.IPv6) { Local = listener.Local, AcceptedFromListener = true, Answered = true };
+                s = new ConvertedSocket(inode, listener.Family, listener.IPv6)
+                {
+                    Local = listener.Local, AcceptedFromListener = true, Answered = true, Sequence = ++_sequence,
+                };
                 _sockets[inode] = s;
                 _count = _sockets.Count;
             }
@@ -120,6 +133,9 @@ internal sealed class SocketRegistry
     /// <param name="everythingGone">True when no target is left: every file is removed without looking.</param>
     public List<string> Sweep(bool everythingGone)
     {
+        long horizon;
+        lock (_gate) horizon = _sequence;
+        // Read outside the lock; whatever is registered meanwhile is newer than this list and not judged by it.
         HashSet<ulong>? live = everythingGone ? null : LiveUnixSocketInodes();
         var removed = new List<string>();
         List<BoundFile> deadFiles = new();
@@ -129,7 +145,8 @@ internal sealed class SocketRegistry
             foreach (var (inode, s) in _sockets.ToArray())
             {
                 // Only AF_UNIX sockets are listed in /proc/net/unix; others live until the end.
-                bool dead = everythingGone || (s.Family == Native.Socket.AfUnix && live is not null && !live.Contains(inode));
+                bool dead = everythingGone ||
+                    (s.Sequence <= horizon && s.Family == Native.Socket.AfUnix && live is not null && !live.Contains(inode));
                 if (!dead) continue;
                 _sockets.Remove(inode);
                 lock (s)
@@ -137,7 +154,7 @@ internal sealed class SocketRegistry
             }
             foreach (var (path, f) in _files.ToArray())
             {
-                if (everythingGone || (live is not null && !live.Contains(f.SocketInode)))
+                if (everythingGone || (f.Sequence <= horizon && live is not null && !live.Contains(f.SocketInode)))
                 {
                     _files.Remove(path);
                     deadFiles.Add(f);
