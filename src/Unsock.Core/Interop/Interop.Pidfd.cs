@@ -20,7 +20,7 @@ internal static partial class Interop
         private const ulong PidfdInfoCreds = 1 << 1;
 
         [StructLayout(LayoutKind.Sequential)]
-        private struct PidfdInfo
+        internal struct PidfdInfo
         {
             public ulong Mask, CgroupId;
             public uint Pid, Tgid, Ppid, Ruid, Rgid, Euid, Egid, Suid, Sgid, FsUid, FsGid, Spare0;
