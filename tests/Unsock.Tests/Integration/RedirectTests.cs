@@ -53,6 +53,21 @@ public class RedirectTests : IntegrationTest
     }
 
     [Fact]
+    public void UnsockDirLongerThanSunPathWorks()
+    {
+        // The original stopped at 95 characters; sun_path holds 107. We go through /proc/self/fd/DIRFD/NAME.
+        using var dir = new TempDir();
+        string deep = Path.Combine(dir.Path, new string('d', 100), new string('e', 60));
+        Assert.True(deep.Length > 160);
+        var env = new Dictionary<string, string?> { ["UNSOCK_DIR"] = deep, ["UNSOCK_ADDR"] = "127.0.0.1/8" };
+        using var server = new RunningProgram(Launcher.Path, [Py, Probe, "serve-threaded", "127.0.0.1", "7101"], env);
+        Wait.ForFile(Path.Combine(deep, "7101.sock"), server);
+        using var client = new RunningProgram(Launcher.Path, [Py, Probe, "names", "127.0.0.1", "7101"], env);
+        Assert.True(0 == client.WaitForExit(Long), client.Describe());
+        Assert.Contains("\"echo\": \"ping\"", client.Stdout);
+    }
+
+    [Fact]
     public void NcBindToPortZeroCreatesExactlyOneSocketFile()
     {
         // The original's `make test` bind0 scenario.
