@@ -25,7 +25,7 @@ internal sealed partial class Redirector
             bool ipv6 = facts.Domain == Sock.AfInet6;
             var peer = endpoint.InFamily(ipv6);
 
-            err = TakeSpareUnixSocket(out int unix);
+            err = TakeSpareUnixSocket(out int unix, out ulong unixInode);
             if (err != 0) return Outcome.Fail(err);
             CopySocketOptions(copy, unix);
             Span<byte> sa = stackalloc byte[UnixAddress.MaxSize];
@@ -63,7 +63,7 @@ internal sealed partial class Redirector
             }
             if (_log.Enabled) _log.Decision(r.Pid, "connect", endpoint.ToString(), $"rule {rule.Index} -> {path}: connected");
             keepCopy = true;
-            return Swap(r, fd, unix, copy, facts.NonBlocking, ClientEntry(unix, Sock.AfUnix, peer));
+            return Swap(r, fd, unix, copy, facts.NonBlocking, new ConvertedSocket(unixInode, Sock.AfUnix, peer.IsIPv6) { Peer = peer });
         }
         finally
         {

@@ -22,6 +22,7 @@ internal sealed partial class Redirector : IDisposable
     private readonly int _tcpDefaultSendBuffer, _tcpDefaultReceiveBuffer;
     private long _nextPrune;
     private int _spareUnixSocket = -1;
+    private ulong _spareUnixSocketInode;
 
     public Redirector(Policy policy, SeccompListener listener, SocketRegistry registry, EngineLog log)
     {
@@ -33,19 +34,24 @@ internal sealed partial class Redirector : IDisposable
         _tcpDefaultReceiveBuffer = ReadSysctlSecond("/proc/sys/net/ipv4/tcp_rmem");
     }
 
-    /// <summary>A fresh AF_UNIX stream socket (non-blocking, close-on-exec), made ahead of time when possible.</summary>
-    private int TakeSpareUnixSocket(out int fd)
+    /// <summary>A fresh AF_UNIX stream socket (non-blocking, close-on-exec) and its inode, made ahead of time when possible.</summary>
+    private int TakeSpareUnixSocket(out int fd, out ulong inode)
     {
         fd = _spareUnixSocket;
+        inode = _spareUnixSocketInode;
         _spareUnixSocket = -1;
-        return fd >= 0 ? 0 : Sock.Create(Sock.AfUnix, Sock.SockStream | Sock.SockNonblock | Sock.SockCloexec, out fd);
+        if (fd >= 0) return 0;
+        int err = Sock.Create(Sock.AfUnix, Sock.SockStream | Sock.SockNonblock | Sock.SockCloexec, out fd);
+        inode = err == 0 ? Sock.Inode(fd) : 0;
+        return err;
     }
 
     /// <summary>Work that can wait until the target has its answer: the next connect's socket.</summary>
     public void AfterAnswer()
     {
-        if (_spareUnixSocket < 0 && !_registry.IsEmpty)
-            Sock.Create(Sock.AfUnix, Sock.SockStream | Sock.SockNonblock | Sock.SockCloexec, out _spareUnixSocket);
+        if (_spareUnixSocket >= 0 || _registry.IsEmpty) return;
+        if (Sock.Create(Sock.AfUnix, Sock.SockStream | Sock.SockNonblock | Sock.SockCloexec, out _spareUnixSocket) == 0)
+            _spareUnixSocketInode = Sock.Inode(_spareUnixSocket);
     }
 
     public Outcome Handle(in SyscallRequest r)
