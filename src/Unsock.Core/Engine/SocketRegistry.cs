@@ -136,30 +136,36 @@ internal sealed class SocketRegistry
         long horizon;
         lock (_gate) horizon = _sequence;
         // Read outside the lock; whatever is registered meanwhile is newer than this list and not judged by it.
-        HashSet<ulong>? live = everythingGone ? null : LiveUnixSocketInodes();
+        // A socket missing from /proc/net/unix may only have been skipped (the list is read while sockets come
+        // and go): only an exact sock_diag lookup that says ENOENT makes it dead.
+        HashSet<ulong>? listed = everythingGone ? null : LiveUnixSocketInodes();
+        using var diag = everythingGone ? null : Native.UnixDiag.TryOpen();
+        bool Dead(ulong inode) => everythingGone ||
+            (listed is not null && !listed.Contains(inode) && diag is not null && diag.Exists(inode) == false);
         var removed = new List<string>();
-        List<BoundFile> deadFiles = new();
+        List<(ulong Inode, ConvertedSocket Socket)> candidates;
+        List<BoundFile> fileCandidates;
         lock (_gate)
         {
             if (_sockets.Count == 0 && _files.Count == 0) return removed;
-            foreach (var (inode, s) in _sockets.ToArray())
+            // Only AF_UNIX sockets are listed in /proc/net/unix; others live until the end.
+            candidates = _sockets.Where(e => everythingGone || (e.Value.Sequence <= horizon && e.Value.Family == Native.Socket.AfUnix))
+                .Select(e => (e.Key, e.Value)).ToList();
+            fileCandidates = _files.Values.Where(f => everythingGone || f.Sequence <= horizon).ToList();
+        }
+        var deadSockets = candidates.Where(c => Dead(c.Inode)).ToList();
+        var deadFiles = fileCandidates.Where(f => Dead(f.SocketInode)).ToList();
+        lock (_gate)
+        {
+            foreach (var (inode, s) in deadSockets)
             {
-                // Only AF_UNIX sockets are listed in /proc/net/unix; others live until the end.
-                bool dead = everythingGone ||
-                    (s.Sequence <= horizon && s.Family == Native.Socket.AfUnix && live is not null && !live.Contains(inode));
-                if (!dead) continue;
+                if (!_sockets.TryGetValue(inode, out var current) || !ReferenceEquals(current, s)) continue;
                 _sockets.Remove(inode);
                 lock (s)
                     while (s.PendingAccepted is { Count: > 0 } q) Native.Socket.Close(q.Dequeue());
             }
-            foreach (var (path, f) in _files.ToArray())
-            {
-                if (everythingGone || (f.Sequence <= horizon && live is not null && !live.Contains(f.SocketInode)))
-                {
-                    _files.Remove(path);
-                    deadFiles.Add(f);
-                }
-            }
+            foreach (var f in deadFiles)
+                if (_files.TryGetValue(f.SunPath, out var current) && ReferenceEquals(current, f)) _files.Remove(f.SunPath);
             _count = _sockets.Count;
         }
         foreach (var f in deadFiles)
