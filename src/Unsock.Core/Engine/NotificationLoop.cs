@@ -15,16 +15,18 @@ internal sealed unsafe class NotificationLoop(SeccompListener listener, Redirect
     private const int SweepIntervalMs = 1000;
     private const short PollIn = 0x1, PollHangUp = 0x8 | 0x10 | 0x20; // POLLERR | POLLHUP | POLLNVAL
     private readonly object _receiveGate = new();
-    private bool _done;
-    private long _nextSweep;
+    private readonly object _sweepSignal = new();
+    private volatile bool _done;
 
     public void Run()
     {
         // poll, not epoll: SYNC_WAKE_UP's "wake on this CPU" reaches a poll waiter, but epoll's own
         // wake-up of epoll_wait drops it.
         if (!listener.TrySetSyncWakeUp()) log.Message("kernel without SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (6.6): answers take a scheduler round trip");
-        _nextSweep = Environment.TickCount64 + SweepIntervalMs;
         var threads = new List<Thread>();
+        // Sweeping reads /proc/net/unix and asks sock_diag: its own thread, so that receiving never waits for it.
+        var sweeper = new Thread(Sweep, 256 * 1024) { IsBackground = true, Name = "unsock-sweep" };
+        sweeper.Start();
         for (int i = 1; i < redirectors.Length; i++)
         {
             var redirector = redirectors[i];
@@ -39,7 +41,35 @@ internal sealed unsafe class NotificationLoop(SeccompListener listener, Redirect
         }
         finally
         {
+            lock (_sweepSignal)
+            {
+                _done = true;
+                Monitor.Pulse(_sweepSignal);
+            }
+            sweeper.Join();
             foreach (var path in registry.Sweep(everythingGone: true)) log.Message($"removed {path}: no target is left");
+        }
+    }
+
+    private void Sweep()
+    {
+        while (true)
+        {
+            lock (_sweepSignal)
+            {
+                if (_done) return;
+                Monitor.Wait(_sweepSignal, SweepIntervalMs);
+                if (_done) return;
+            }
+            if (registry.IsEmpty) continue;
+            try
+            {
+                foreach (var path in registry.Sweep(everythingGone: false)) log.Message($"removed {path}: its socket is closed");
+            }
+            catch (Exception e)
+            {
+                log.Message($"sweep failed, will try again: {e.Message}");
+            }
         }
     }
 
@@ -56,15 +86,14 @@ internal sealed unsafe class NotificationLoop(SeccompListener listener, Redirect
         }
     }
 
-    /// <summary>Waits for the next notification (Id 0 when there was none, only a sweep); false when no target is left.</summary>
+    /// <summary>Waits for the next notification (Id 0 when it vanished before we got it); false when no target is left.</summary>
     private bool TryReceive(out SyscallRequest request)
     {
         request = default;
         var pfd = new pollfd { fd = listener.Fd, events = PollIn };
         while (true)
         {
-            int timeout = registry.IsEmpty ? -1 : (int)Math.Max(0, _nextSweep - Environment.TickCount64);
-            int n = poll(&pfd, 1, timeout);
+            int n = poll(&pfd, 1, -1);
             if (n < 0 && errno != Errors.EINTR) throw new global::Interop.ErrnoException(errno, "poll");
             if (n > 0 && (pfd.revents & PollIn) != 0)
             {
@@ -76,12 +105,6 @@ internal sealed unsafe class NotificationLoop(SeccompListener listener, Redirect
             {
                 _done = true; // no task uses the filter any more
                 return false;
-            }
-            if (!registry.IsEmpty && Environment.TickCount64 >= _nextSweep)
-            {
-                foreach (var path in registry.Sweep(everythingGone: false)) log.Message($"removed {path}: its socket is closed");
-                _nextSweep = Environment.TickCount64 + SweepIntervalMs;
-                return true;
             }
         }
     }

@@ -41,6 +41,8 @@ internal sealed class ConvertedSocket(ulong inode, int family, bool ipv6)
     public bool AcceptedFromListener { get; set; }
     /// <summary>When it was registered: a sweep leaves alone what came after it had read the live sockets.</summary>
     public long Sequence { get; set; }
+    /// <summary>Sweeps in a row that did not find it in /proc/net/unix.</summary>
+    public int Misses { get; set; }
     private object? _acceptGate;
 
     /// <summary>Serialises the supervisor's waits in accept on this listener (made only for listeners that need it).</summary>
@@ -137,11 +139,18 @@ internal sealed class SocketRegistry
         lock (_gate) horizon = _sequence;
         // Read outside the lock; whatever is registered meanwhile is newer than this list and not judged by it.
         // A socket missing from /proc/net/unix may only have been skipped (the list is read while sockets come
-        // and go): only an exact sock_diag lookup that says ENOENT makes it dead.
+        // and go): a socket file goes only when an exact sock_diag lookup says ENOENT, a socket record (cheap
+        // to be wrong about, and there is one per connection) when two sweeps in a row missed it.
         HashSet<ulong>? listed = everythingGone ? null : LiveUnixSocketInodes();
         using var diag = everythingGone ? null : Native.UnixDiag.TryOpen();
         bool Dead(ulong inode) => everythingGone ||
             (listed is not null && !listed.Contains(inode) && diag is not null && diag.Exists(inode) == false);
+        bool Gone(ConvertedSocket s)
+        {
+            if (everythingGone) return true;
+            if (listed is null || listed.Contains(s.Inode)) { s.Misses = 0; return false; }
+            return ++s.Misses >= 2;
+        }
         var removed = new List<string>();
         List<(ulong Inode, ConvertedSocket Socket)> candidates;
         List<BoundFile> fileCandidates;
@@ -153,7 +162,7 @@ internal sealed class SocketRegistry
                 .Select(e => (e.Key, e.Value)).ToList();
             fileCandidates = _files.Values.Where(f => everythingGone || f.Sequence <= horizon).ToList();
         }
-        var deadSockets = candidates.Where(c => Dead(c.Inode)).ToList();
+        var deadSockets = candidates.Where(c => Gone(c.Socket)).ToList();
         var deadFiles = fileCandidates.Where(f => Dead(f.SocketInode)).ToList();
         lock (_gate)
         {

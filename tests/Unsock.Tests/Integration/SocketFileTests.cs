@@ -102,6 +102,19 @@ public class SocketFileTests : IntegrationTest
         Assert.False(server.HasExited);
     }
 
+    [Fact]
+    public void ClosedListenerOfARunningProgramLosesItsFileWithinSeconds()
+    {
+        using var dir = new TempDir();
+        string policy = Policies.Loopback(dir);
+        using var server = new RunningProgram(Launcher.Path, ["--policy", policy, "--", Py, Probe, "shutdown-hold", "127.0.0.1", "8303"],
+            new Dictionary<string, string?> { ["CLOSE_ONLY"] = "1" });
+        Wait.ForFile(dir["socks/8303.sock"], server);
+        Assert.True(Wait.Until(() => server.Stdout.Contains("shut"), TimeSpan.FromSeconds(20)), server.Describe());
+        Assert.True(Wait.Until(() => !File.Exists(dir["socks/8303.sock"]), TimeSpan.FromSeconds(5)), "a closed listener's file stayed");
+        Assert.False(server.HasExited);
+    }
+
     internal static int ChildOf(int pid)
     {
         int found = 0;
