@@ -11,7 +11,7 @@ public class AcceptAndControlFileTests : IntegrationTest
         using var dir = new TempDir();
         string policy = Policies.Loopback(dir, extraTop: $"\"acceptConvert\": \"{acceptConvert}\", \"fakeAddress\": \"127.9.9.9\",");
         using var server = new RunningProgram(Launcher.Path, ["--policy", policy, "--", Py, Probe, "accept-peers", "127.0.0.1", port.ToString()]);
-        Wait.ForFile(dir[$"socks/{port}.sock"], server);
+        Wait.ForListener(dir[$"socks/{port}.sock"], server);
         for (int i = 0; i < 2; i++)
         {
             using var client = new RunningProgram("nc", ["-U", "-N", dir[$"socks/{port}.sock"]], stdin: "");

@@ -8,7 +8,7 @@ public class BacklogAndGoTests : IntegrationTest
     private static RunningProgram StartNeverAccepting(TempDir dir, string policy, int port)
     {
         var server = new RunningProgram(Launcher.Path, ["--policy", policy, "--", Py, Probe, "never-accept", "127.0.0.1", port.ToString()]);
-        Wait.ForFile(dir[$"socks/{port}.sock"], server);
+        Wait.ForListener(dir[$"socks/{port}.sock"], server);
         return server;
     }
 
@@ -59,7 +59,7 @@ public class BacklogAndGoTests : IntegrationTest
         using var dir = new TempDir();
         string policy = Policies.Loopback(dir);
         using var server = new RunningProgram(Launcher.Path, ["--policy", policy, "--", GoProbe.Value, "serve", "127.0.0.1:9880"]);
-        Wait.ForFile(dir["socks/9880.sock"], server);
+        Wait.ForListener(dir["socks/9880.sock"], server);
         using var clients = new RunningProgram(Launcher.Path, ["--policy", policy, "--", GoProbe.Value, "clients", "127.0.0.1:9880", "2000", "16"]);
         Assert.True(0 == clients.WaitForExit(TimeSpan.FromMinutes(2)), clients.Describe());
         var r = JsonDocument.Parse(clients.Stdout).RootElement;

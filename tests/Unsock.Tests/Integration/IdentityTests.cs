@@ -23,7 +23,7 @@ public class IdentityTests : IntegrationTest
         string policy = Policies.Loopback(dir);
         using var p = new RunningProgram(Launcher.Path, AsNobody(policy, Launcher.Python, Launcher.Program("netprobe.py"), "bind", "127.0.0.1", "8600"),
             new Dictionary<string, string?> { ["HOLD"] = "30" });
-        Wait.ForFile(dir["socks/8600.sock"], p);
+        Wait.ForListener(dir["socks/8600.sock"], p);
         Assert.Equal(Nobody, Owner(dir["socks/8600.sock"]));
         Assert.Equal(Nobody, Owner(dir["socks"]));
         p.Signal(15);
@@ -39,7 +39,7 @@ public class IdentityTests : IntegrationTest
         using var server = new RunningProgram(Launcher.Path, ["--policy", Policies.Write(dir, $$"""
             { "rules": [ { "address": "127.0.0.0/8", "directory": "{{dir.Path}}/socks", "mode": "0600" } ] }
             """, "server.json"), "--", Launcher.Python, Launcher.Program("netprobe.py"), "serve-echo", "127.0.0.1", "8601"]);
-        Wait.ForFile(dir["socks/8601.sock"], server);
+        Wait.ForListener(dir["socks/8601.sock"], server);
         File.SetUnixFileMode(dir["socks"], (UnixFileMode)0x1ED);
         using var client = new RunningProgram(Launcher.Path, AsNobody(policy, Launcher.Python, Launcher.Program("netprobe.py"), "connect", "127.0.0.1", "8601"));
         Assert.True(0 == client.WaitForExit(Long), client.Describe());

@@ -148,9 +148,27 @@ public static class Wait
         return condition();
     }
 
-    public static void ForFile(string path, RunningProgram owner, double seconds = 20)
+    /// <summary>
+    /// Waits until a socket file exists and a socket listens on it. The file appears at bind, before listen:
+    /// a client that connects in between is refused, so the file alone is not enough.
+    /// </summary>
+    public static void ForListener(string path, RunningProgram owner, double seconds = 20)
     {
-        if (!Until(() => File.Exists(path) || owner.HasExited, TimeSpan.FromSeconds(seconds)) || !File.Exists(path))
-            throw new Xunit.Sdk.XunitException($"{path} did not appear.\n{owner.Describe()}");
+        if (!Until(() => (File.Exists(path) && IsListening(path)) || owner.HasExited, TimeSpan.FromSeconds(seconds)) || owner.HasExited)
+            throw new Xunit.Sdk.XunitException($"nothing listened on {path}.\n{owner.Describe()}");
+    }
+
+    /// <summary>A listening Unix socket whose path ends like <paramref name="path"/> (long paths are bound through /proc/self/fd).</summary>
+    private static bool IsListening(string path)
+    {
+        string tail = "/" + System.IO.Path.GetFileName(path);
+        foreach (var line in File.ReadLines("/proc/net/unix"))
+        {
+            var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (fields.Length < 8 || !fields[7].EndsWith(tail, StringComparison.Ordinal)) continue;
+            if (fields[7] != path && !fields[7].StartsWith("/proc/self/fd/", StringComparison.Ordinal)) continue;
+            if ((Convert.ToUInt32(fields[3], 16) & 0x10000) != 0) return true; // __SO_ACCEPTCON
+        }
+        return false;
     }
 }

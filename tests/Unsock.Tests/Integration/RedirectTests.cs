@@ -12,7 +12,7 @@ public class RedirectTests : IntegrationTest
     private static RunningProgram StartEchoServer(TempDir dir, string policy, int port, string host = "127.0.0.1")
     {
         var server = Launch(policy, Py, Probe, "serve-threaded", host, port.ToString());
-        Wait.ForFile(dir[$"socks/{port}.sock"], server);
+        Wait.ForListener(dir[$"socks/{port}.sock"], server);
         return server;
     }
 
@@ -23,7 +23,7 @@ public class RedirectTests : IntegrationTest
         string policy = Policies.Loopback(dir, extraTop: "\"acceptConvert\": \"all\",");
         File.WriteAllText(dir["hello.txt"], "hello from a unix socket\n");
         using var server = new RunningProgram(Launcher.Path, ["--policy", policy, "--", Py, "-m", "http.server", "8000", "--bind", "127.0.0.1", "--directory", dir.Path]);
-        Wait.ForFile(dir["socks/8000.sock"], server);
+        Wait.ForListener(dir["socks/8000.sock"], server);
 
         // Native curl over the socket file proves it is a real Unix socket; curl under the launcher proves redirection.
         using var native = new RunningProgram("curl", ["-sS", "--unix-socket", dir["socks/8000.sock"], "http://localhost/hello.txt"]);
@@ -44,7 +44,7 @@ public class RedirectTests : IntegrationTest
         using var dir = new TempDir();
         var env = new Dictionary<string, string?> { ["UNSOCK_DIR"] = dir.Path };
         using var server = new RunningProgram(Launcher.Path, ["nc", "-l", "127.175.0.0", "7000"], env);
-        Wait.ForFile(dir["7000.sock"], server);
+        Wait.ForListener(dir["7000.sock"], server);
         using var client = new RunningProgram("nc", ["-U", "-N", dir["7000.sock"]], stdin: "Hello world\n");
         Assert.Equal(0, client.WaitForExit(Long));
         Assert.Equal(0, server.WaitForExit(Long));
@@ -61,7 +61,7 @@ public class RedirectTests : IntegrationTest
         Assert.True(deep.Length > 160);
         var env = new Dictionary<string, string?> { ["UNSOCK_DIR"] = deep, ["UNSOCK_ADDR"] = "127.0.0.1/8" };
         using var server = new RunningProgram(Launcher.Path, [Py, Probe, "serve-threaded", "127.0.0.1", "7101"], env);
-        Wait.ForFile(Path.Combine(deep, "7101.sock"), server);
+        Wait.ForListener(Path.Combine(deep, "7101.sock"), server);
         using var client = new RunningProgram(Launcher.Path, [Py, Probe, "names", "127.0.0.1", "7101"], env);
         Assert.True(0 == client.WaitForExit(Long), client.Describe());
         Assert.Contains("\"echo\": \"ping\"", client.Stdout);
@@ -89,7 +89,7 @@ public class RedirectTests : IntegrationTest
         File.WriteAllText(dir["www/index.html"], "static busybox\n");
         // busybox is a static binary: no libc to preload into, only the kernel sees its calls.
         using var httpd = Launch(policy, "busybox", "httpd", "-f", "-p", "127.0.0.1:8080", "-h", dir["www"]);
-        Wait.ForFile(dir["socks/8080.sock"], httpd);
+        Wait.ForListener(dir["socks/8080.sock"], httpd);
         using var wget = Launch(policy, "busybox", "wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html");
         Assert.True(0 == wget.WaitForExit(Long), wget.Describe());
         Assert.Equal("static busybox\n", wget.Stdout);

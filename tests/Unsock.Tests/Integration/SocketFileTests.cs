@@ -54,7 +54,7 @@ public class SocketFileTests : IntegrationTest
             """);
         using var p = new RunningProgram(Launcher.Path, ["--policy", policy, "--", Py, Probe, "bind", "127.0.0.1", "8200"], new Dictionary<string, string?> { ["HOLD"] = "30" });
         string file = dir["deep/er/127.0.0.1-8200.sock"];
-        Wait.ForFile(file, p);
+        Wait.ForListener(file, p);
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
         Assert.True((File.GetAttributes(file) & FileAttributes.Directory) == 0);
         p.Signal(15);
@@ -67,7 +67,7 @@ public class SocketFileTests : IntegrationTest
         using var dir = new TempDir();
         string policy = Policies.Loopback(dir);
         using var server = new RunningProgram(Launcher.Path, ["--policy", policy, "--", Py, Probe, "serve-echo", "127.0.0.1", "8300"]);
-        Wait.ForFile(dir["socks/8300.sock"], server);
+        Wait.ForListener(dir["socks/8300.sock"], server);
         // Kill the Python server itself (the launcher's child), not the launcher.
         int child = ChildOf(server.Pid);
         Tmds.Linux.LibC.kill(child, 9);
@@ -82,7 +82,7 @@ public class SocketFileTests : IntegrationTest
         string policy = Policies.Loopback(dir);
         // serve-echo with count 1 serves one client, shuts the listener down and exits.
         using var server = new RunningProgram(Launcher.Path, ["--policy", policy, "--", Py, Probe, "serve-echo", "127.0.0.1", "8301", "1"]);
-        Wait.ForFile(dir["socks/8301.sock"], server);
+        Wait.ForListener(dir["socks/8301.sock"], server);
         using var client = new RunningProgram("nc", ["-U", "-N", dir["socks/8301.sock"]], stdin: "x\n");
         client.WaitForExit(Long);
         Assert.Equal(0, server.WaitForExit(Long));
@@ -95,7 +95,7 @@ public class SocketFileTests : IntegrationTest
         using var dir = new TempDir();
         string policy = Policies.Loopback(dir);
         using var server = new RunningProgram(Launcher.Path, ["--policy", policy, "--", Py, Probe, "shutdown-hold", "127.0.0.1", "8302"]);
-        Wait.ForFile(dir["socks/8302.sock"], server);
+        Wait.ForListener(dir["socks/8302.sock"], server);
         Assert.True(Wait.Until(() => server.Stdout.Contains("shut"), TimeSpan.FromSeconds(20)), server.Describe());
         // Removed by the shutdown itself: the socket is still open, so no sweep would have removed it.
         Assert.False(File.Exists(dir["socks/8302.sock"]), "the file of a shut-down listener stayed");
@@ -109,7 +109,7 @@ public class SocketFileTests : IntegrationTest
         string policy = Policies.Loopback(dir);
         using var server = new RunningProgram(Launcher.Path, ["--policy", policy, "--", Py, Probe, "shutdown-hold", "127.0.0.1", "8303"],
             new Dictionary<string, string?> { ["CLOSE_ONLY"] = "1" });
-        Wait.ForFile(dir["socks/8303.sock"], server);
+        Wait.ForListener(dir["socks/8303.sock"], server);
         Assert.True(Wait.Until(() => server.Stdout.Contains("shut"), TimeSpan.FromSeconds(20)), server.Describe());
         Assert.True(Wait.Until(() => !File.Exists(dir["socks/8303.sock"]), TimeSpan.FromSeconds(5)), "a closed listener's file stayed");
         Assert.False(server.HasExited);
