@@ -12,8 +12,6 @@ namespace Unsock.Launcher;
 /// </summary>
 internal static class EmbeddedSupervisor
 {
-    // The target waits for our answers killable-only (WAIT_KILLABLE_RECV, 5.19): a signal cannot cut a
-    // swap in half; our long waits (full backlog, accept, proxy handshake) watch for signals themselves.
     private static readonly int[] ForwardedSignals = [1 /* HUP */, 2 /* INT */, 3 /* QUIT */, 10 /* USR1 */, 12 /* USR2 */, 15 /* TERM */, 28 /* WINCH */];
 
     public static int Run(Policy policy, SeccompProgram program, string path, IReadOnlyList<string> argv, bool verbose)
@@ -28,6 +26,9 @@ internal static class EmbeddedSupervisor
         {
             try
             {
+                // Once we have received a call the target waits killable-only (WAIT_KILLABLE_RECV, 5.19): a
+                // signal cannot cut a swap in half; our long waits (full backlog, accept, proxy handshake)
+                // watch for the target's signals themselves.
                 listenerFd = SeccompFilter.InstallWithListener(program, waitKillableRecv: true);
             }
             catch (SeccompException e)
@@ -50,7 +51,7 @@ internal static class EmbeddedSupervisor
             return Program.Fail(spawnError == 2 ? 127 : 126, $"{path}: {problem}");
         }
         // Socket files are created by us for the target: nobody else may use them before the chmod.
-        Unsock.Core.Engine.SupervisorProcess.RestrictUmask();
+        SupervisorProcess.RestrictUmask();
 
         var engineThread = new Thread(() =>
         {
