@@ -150,8 +150,21 @@ internal sealed partial class Redirector
     {
         if (Native.FileSystem.Lstat(path, out var st) != 0 || !st.IsSocket) return false; // never delete other files
         if (IsListenedOn(sunPath) || (sunPath != path && IsListenedOn(path))) return false;
+        // /proc/net/unix can skip a live socket while others come and go: before deleting, a connect must be
+        // refused. It only runs when the list saw no listener, so a live server is almost never probed.
+        if (!ConnectIsRefused(sunPath)) return false;
         if (Native.FileSystem.Lstat(path, out var again) != 0 || again.Inode != st.Inode) return false;
         return Native.FileSystem.Unlink(path) == 0;
+    }
+
+    private static bool ConnectIsRefused(string sunPath)
+    {
+        Span<byte> sa = stackalloc byte[UnixAddress.MaxSize];
+        if (!UnixAddress.TryEncode(sunPath, sa, out int size)) return false;
+        if (Sock.Create(Sock.AfUnix, Sock.SockStream | Sock.SockNonblock | Sock.SockCloexec, out int probe) != 0) return false;
+        int err = Sock.Connect(probe, sa[..size]);
+        Sock.Close(probe);
+        return err == Errors.ECONNREFUSED;
     }
 
     /// <summary>Looks the path up among listening Unix sockets without connecting (a probe would reach the server).</summary>

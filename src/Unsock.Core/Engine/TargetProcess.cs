@@ -142,15 +142,6 @@ internal sealed class TargetProcess : IDisposable
         return v is null ? 0x12 /* 022 */ : Convert.ToInt32(v, 8);
     }
 
-    /// <summary>The target's effective uid and gid.</summary>
-    public static (int Uid, int Gid) Owner(int tid)
-    {
-        var uid = StatusField($"/proc/{tid}/status", "Uid:");
-        var gid = StatusField($"/proc/{tid}/status", "Gid:");
-        static int Effective(string? f) => f is null ? -1 : int.Parse(f.Split('\t', ' ', StringSplitOptions.RemoveEmptyEntries)[1]);
-        return (Effective(uid), Effective(gid));
-    }
-
     /// <summary>
     /// True when the thread has a pending signal it catches and does not block. The target waits for us
     /// killable-only (WAIT_KILLABLE_RECV), so our long waits must look for these themselves.
