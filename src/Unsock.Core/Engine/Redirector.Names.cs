@@ -46,9 +46,10 @@ internal sealed partial class Redirector
             InetEndpoint? reported;
             if (entry is null)
             {
-                // A foreign peer (an AF_UNIX/VSOCK client that is not a program of ours): only with acceptConvert.
-                bool convert = _policy.AcceptConvert == AcceptConvert.All ||
-                               (_policy.AcceptConvert == AcceptConvert.Vsock && domain == Sock.AfVsock);
+                // Not a socket we converted. A program's own AF_UNIX sockets keep their real addresses (the
+                // original rewrote those too under CONVERT_ALL, which breaks programs that use AF_UNIX
+                // themselves); a VSOCK peer can only have come through a control file, so it is converted.
+                bool convert = domain == Sock.AfVsock && _policy.AcceptConvert != AcceptConvert.None;
                 if (!convert || !peer) return Outcome.Continue;
                 reported = FakePeer(ipv6: false);
             }

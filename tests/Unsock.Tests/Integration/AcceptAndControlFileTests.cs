@@ -43,6 +43,19 @@ public class AcceptAndControlFileTests : IntegrationTest
     }
 
     [Fact]
+    public void AProgramsOwnUnixSocketsKeepTheirAddressesUnderAcceptConvertAll()
+    {
+        using var dir = new TempDir();
+        string policy = Policies.Loopback(dir, extraTop: "\"acceptConvert\": \"all\",");
+        using var p = new RunningProgram(Launcher.Path, ["--policy", policy, "--", Py, Probe, "own-unix", dir["own.sock"]]);
+        Assert.True(0 == p.WaitForExit(Long), p.Describe());
+        var r = JsonDocument.Parse(p.Stdout).RootElement;
+        Assert.Equal(dir["own.sock"], r.GetProperty("client_peer").GetString());
+        Assert.Equal(dir["own.sock"], r.GetProperty("server_name").GetString());
+        Assert.Equal(1, r.GetProperty("domain").GetInt32()); // AF_UNIX
+    }
+
+    [Fact]
     public void ForkedChildrenCarryTheFilterToo()
     {
         using var dir = new TempDir();

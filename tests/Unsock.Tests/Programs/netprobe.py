@@ -350,6 +350,18 @@ def shutdown_hold(host, port):
     time.sleep(30)
 
 
+def own_unix(path):
+    """A program's own AF_UNIX sockets: their addresses must stay what the kernel says."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.connect(path)
+    a, _ = srv.accept()
+    print(json.dumps({"client_peer": c.getpeername(), "server_name": a.getsockname(),
+                      "domain": c.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)}), flush=True)
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {
@@ -370,4 +382,5 @@ if __name__ == "__main__":
         "never-accept": lambda: never_accept(*args),
         "full-backlog": lambda: full_backlog(*args),
         "shutdown-hold": lambda: shutdown_hold(*args),
+        "own-unix": lambda: own_unix(*args),
     }[cmd]()
