@@ -108,11 +108,13 @@ internal sealed partial class Redirector
         err = _listener.InstallAndAnswer(r.Id, accepted, (flags & Sock.SockCloexec) != 0, out _);
         if (err != 0)
         {
+            // ENOENT: the target is gone or was interrupted, nothing to answer. Anything else (EMFILE: its
+            // fd table is full) still needs an answer. Either way the connection waits for the next accept.
             Keep(listener, accepted);
-            return Outcome.Answered;
+            return err == Errors.ENOENT ? Outcome.Answered : Outcome.Fail(err);
         }
         Sock.Close(accepted);
-        _log.Decision(r.Pid, "accept", listener.Local?.ToString() ?? "", $"connection from {FakePeer(listener.IPv6)} (acceptConvert)");
+        if (_log.Enabled) _log.Decision(r.Pid, "accept", listener.Local?.ToString() ?? "", $"connection from {FakePeer(listener.IPv6)} (acceptConvert)");
         return Outcome.Answered;
     }
 

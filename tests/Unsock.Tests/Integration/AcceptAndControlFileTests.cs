@@ -56,6 +56,21 @@ public class AcceptAndControlFileTests : IntegrationTest
     }
 
     [Fact]
+    public void AcceptWithAFullFdTableFailsWithEmfileAndKeepsTheConnection()
+    {
+        using var dir = new TempDir();
+        string policy = Policies.Loopback(dir, extraTop: "\"acceptConvert\": \"all\",");
+        using var server = new RunningProgram(Launcher.Path, ["--policy", policy, "--", Py, Probe, "accept-emfile", "127.0.0.1", "9812"]);
+        Wait.ForListener(dir["socks/9812.sock"], server);
+        using var client = new RunningProgram("nc", ["-U", dir["socks/9812.sock"]], stdin: "");
+        Assert.True(0 == server.WaitForExit(Long), server.Describe());
+        Assert.Contains("errno 24", server.Stdout);                 // EMFILE, as the kernel's accept says
+        Assert.Contains("accepted after 127.175.0.0", server.Stdout); // the same connection, not lost
+        client.WaitForExit(Long);
+        Assert.Equal("late\n", client.Stdout);
+    }
+
+    [Fact]
     public void ForkedChildrenCarryTheFilterToo()
     {
         using var dir = new TempDir();

@@ -362,6 +362,34 @@ def own_unix(path):
                       "domain": c.getsockopt(socket.SOL_SOCKET, socket.SO_DOMAIN)}), flush=True)
 
 
+def accept_emfile(host, port):
+    """accept with a full fd table must fail with EMFILE (not hang), and the connection must still be
+    there for the next accept once there is room."""
+    import resource
+    s = listen_on(host, port, 4)
+    print("listening", flush=True)
+    while not select_readable(s):
+        pass
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowest_free = os.open("/dev/null", os.O_RDONLY)  # the number the next fd would get
+    os.close(lowest_free)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+    try:
+        s.accept()
+        print("accepted with a full fd table?!", flush=True)
+    except OSError as e:
+        print("errno", e.errno, flush=True)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    c, peer = s.accept()
+    c.sendall(b"late")
+    print("accepted after", peer[0], flush=True)
+
+
+def select_readable(s):
+    import select
+    return bool(select.select([s], [], [], 1.0)[0])
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {
@@ -383,4 +411,5 @@ if __name__ == "__main__":
         "full-backlog": lambda: full_backlog(*args),
         "shutdown-hold": lambda: shutdown_hold(*args),
         "own-unix": lambda: own_unix(*args),
+        "accept-emfile": lambda: accept_emfile(*args),
     }[cmd]()
