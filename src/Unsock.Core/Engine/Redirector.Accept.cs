@@ -37,7 +37,7 @@ internal sealed partial class Redirector
             }
             keepCopy = true;
             var request = r;
-            StartWorker(() => AcceptWhenReady(request, listener, copy, flags));
+            StartWorker(request, () => AcceptWhenReady(request, listener, copy, flags));
             return Outcome.Answered;
         }
         finally

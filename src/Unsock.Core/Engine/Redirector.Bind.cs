@@ -131,8 +131,8 @@ internal sealed partial class Redirector
             return Outcome.Fail(err);
         }
         CopySocketOptions(copy, sock);
-        foreach (var p in control.Parameters) p.ApplyTo(sock);
-        err = Sock.Bind(sock, control.Destination.Span);
+        err = ApplyParameters(control, sock);
+        if (err == 0) err = Sock.Bind(sock, control.Destination.Span);
         if (err != 0)
         {
             Sock.Close(sock);

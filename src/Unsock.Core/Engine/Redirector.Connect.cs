@@ -1,5 +1,6 @@
 using Unsock.Core.Addressing;
 using Unsock.Core.ControlFiles;
+using Unsock.Core.Filter;
 using Unsock.Core.Policies;
 using Sock = global::Interop.Socket;
 
@@ -41,7 +42,7 @@ internal sealed partial class Redirector
                 keepCopy = true;
                 byte[] saved = sa[..size].ToArray();
                 var request = r;
-                StartWorker(() => FinishConnectWhenRoom(request, fd, copy, unix, saved, facts, peer, path, rule.Index));
+                StartWorker(request, () => FinishConnectWhenRoom(request, fd, copy, unix, saved, facts, peer, path, rule.Index));
                 return Outcome.Answered;
             }
             // A control file is a regular file where the socket should be, and connecting to it is refused:
@@ -108,14 +109,31 @@ internal sealed partial class Redirector
         _ => err,
     };
 
-    private void StartWorker(Action work)
+    /// <summary>Runs a slow call's work on its own thread; the work answers the notification itself.</summary>
+    private void StartWorker(SyscallRequest r, Action work)
     {
         var thread = new Thread(() =>
         {
             try { work(); }
-            catch (Exception e) { _log.Message($"worker failed: {e.Message}"); }
+            catch (Exception e)
+            {
+                // A bug of ours costs the program this call (EIO), never a program left waiting.
+                _log.Message($"pid {r.Pid} {Syscalls.Name(r.Nr)}: internal error, answered EIO: {e}");
+                _listener.Fail(r.Id, Errors.EIO);
+            }
         }) { IsBackground = true, Name = "unsock-slow-call" };
         thread.Start();
+    }
+
+    /// <summary>Applies a control file's socket parameters; 0 or the first errno.</summary>
+    private static int ApplyParameters(ControlFile control, int sock)
+    {
+        foreach (var p in control.Parameters)
+        {
+            int err = p.TryApplyTo(sock);
+            if (err != 0) return err;
+        }
+        return 0;
     }
 
     /// <summary>Blocking-connects in slices so that an interrupted target or its SO_SNDTIMEO ends the wait.</summary>
@@ -168,7 +186,7 @@ internal sealed partial class Redirector
     private void StartControlFileConnect(SyscallRequest r, int fd, int copy, SocketFacts facts, InetEndpoint peer,
         ControlFile control, string path, int ruleIndex)
     {
-        StartWorker(() =>
+        StartWorker(r, () =>
         {
             int sock = -1;
             bool swapped = false;
@@ -206,8 +224,8 @@ internal sealed partial class Redirector
                     if (err == 0)
                     {
                         CopySocketOptions(copy, sock);
-                        foreach (var p in control.Parameters) p.ApplyTo(sock);
-                        err = Sock.Connect(sock, control.Destination.Span);
+                        err = ApplyParameters(control, sock);
+                        if (err == 0) err = Sock.Connect(sock, control.Destination.Span);
                     }
                 }
                 if (err != 0)
