@@ -48,6 +48,7 @@ public class BacklogAndGoTests : IntegrationTest
         using var build = new RunningProgram("go", ["build", "-o", output, "."], new Dictionary<string, string?>
         {
             ["GOFLAGS"] = "-mod=mod", ["GOPROXY"] = "off", ["GOCACHE"] = Path.Combine(Launcher.RepoRoot, "artifacts", "gocache"),
+            ["GOPATH"] = Path.Combine(Launcher.RepoRoot, "artifacts", "gopath"), // no dependence on HOME
         }, workingDirectory: Launcher.Program("goprobe"));
         if (build.WaitForExit(TimeSpan.FromMinutes(5)) != 0) throw new InvalidOperationException("go build failed (is golang-go installed?)\n" + build.Describe());
         return output;
