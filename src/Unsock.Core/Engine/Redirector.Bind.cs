@@ -168,20 +168,8 @@ internal sealed partial class Redirector
     }
 
     /// <summary>Looks the path up among listening Unix sockets without connecting (a probe would reach the server).</summary>
-    private static bool IsListenedOn(string path)
-    {
-        try
-        {
-            foreach (var line in File.ReadLines("/proc/net/unix"))
-            {
-                if (!line.EndsWith(path, StringComparison.Ordinal) || line.Length <= path.Length || line[^(path.Length + 1)] != ' ') continue;
-                var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-                if (fields.Length >= 4 && (Convert.ToUInt32(fields[3], 16) & 0x10000) != 0) return true;
-            }
-            return false;
-        }
-        catch (IOException) { return true; }
-    }
+    private static bool IsListenedOn(string path) =>
+        ProcNetUnix.Read() is not { } entries || entries.Any(e => e.Listening && e.Path == path); // unreadable: assume it is
 
     /// <summary>Creates missing directories (0755 under the target's umask); as the target, so they are its own.</summary>
     private int EnsureDirectory(int pid, string dir)

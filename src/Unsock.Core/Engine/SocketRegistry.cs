@@ -1,4 +1,3 @@
-using System.Globalization;
 using Unsock.Core.Addressing;
 using Native = global::Interop;
 
@@ -139,7 +138,7 @@ internal sealed class SocketRegistry
         // A socket missing from /proc/net/unix may only have been skipped (the list is read while sockets come
         // and go): a socket file goes only when an exact sock_diag lookup says ENOENT, a socket record (cheap
         // to be wrong about, and there is one per connection) when two sweeps in a row missed it.
-        HashSet<ulong>? listed = everythingGone ? null : LiveUnixSocketInodes();
+        HashSet<ulong>? listed = everythingGone ? null : ProcNetUnix.Read()?.Select(e => e.Inode).ToHashSet();
         using var diag = everythingGone ? null : Native.UnixDiag.TryOpen();
         bool Dead(ulong inode) => everythingGone ||
             (listed is not null && !listed.Contains(inode) && diag is not null && diag.Exists(inode) == false);
@@ -180,36 +179,4 @@ internal sealed class SocketRegistry
         return removed;
     }
 
-    /// <summary>Inodes of the Unix sockets that exist in this network namespace (/proc/net/unix, column 7).</summary>
-    internal static HashSet<ulong>? LiveUnixSocketInodes()
-    {
-        try
-        {
-            var set = new HashSet<ulong>();
-            using var reader = new StreamReader("/proc/net/unix");
-            reader.ReadLine(); // header
-            string? line;
-            while ((line = reader.ReadLine()) is not null)
-            {
-                // Num RefCount Protocol Flags Type St Inode Path
-                var span = line.AsSpan();
-                int field = 0, i = 0;
-                while (field < 6 && i < span.Length)
-                {
-                    while (i < span.Length && span[i] == ' ') i++;
-                    while (i < span.Length && span[i] != ' ') i++;
-                    field++;
-                }
-                while (i < span.Length && span[i] == ' ') i++;
-                int start = i;
-                while (i < span.Length && span[i] != ' ') i++;
-                if (ulong.TryParse(span[start..i], NumberStyles.None, CultureInfo.InvariantCulture, out var inode)) set.Add(inode);
-            }
-            return set;
-        }
-        catch (IOException)
-        {
-            return null; // cannot tell: keep everything
-        }
-    }
 }

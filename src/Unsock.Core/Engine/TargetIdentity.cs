@@ -1,4 +1,3 @@
-using System.Text;
 using Tmds.Linux;
 using static Tmds.Linux.LibC;
 using Native = global::Interop.Identity;
@@ -50,24 +49,16 @@ internal static unsafe class TargetIdentity
     {
         uid = gid = 0;
         groups = [];
-        try
-        {
-            bool haveUid = false, haveGid = false;
-            foreach (var line in File.ReadLines($"/proc/{tid}/status", Encoding.ASCII))
-            {
-                // "Uid:\treal\teffective\tsaved\tfs": access checks use the fs ids.
-                if (line.StartsWith("Uid:", StringComparison.Ordinal)) { uid = Field(line, 4); haveUid = true; }
-                else if (line.StartsWith("Gid:", StringComparison.Ordinal)) { gid = Field(line, 4); haveGid = true; }
-                else if (line.StartsWith("Groups:", StringComparison.Ordinal))
-                    groups = line[7..].Split((char[])[' ', '\t'], StringSplitOptions.RemoveEmptyEntries).Select(uint.Parse).ToArray();
-            }
-            return haveUid && haveGid;
-        }
-        catch (IOException) { return false; }
+        // "Uid:\treal\teffective\tsaved\tfs": access checks use the fs ids.
+        if (TargetProcess.ReadStatus(tid, "Uid:", "Gid:", "Groups:") is not [{ } uids, { } gids, var groupList]) return false;
+        uid = Field(uids, 3);
+        gid = Field(gids, 3);
+        groups = (groupList ?? "").Split((char[])[' ', '\t'], StringSplitOptions.RemoveEmptyEntries).Select(uint.Parse).ToArray();
+        return true;
     }
 
-    private static uint Field(string line, int index) =>
-        uint.Parse(line.Split((char[])[' ', '\t', ':'], StringSplitOptions.RemoveEmptyEntries)[index]);
+    private static uint Field(string values, int index) =>
+        uint.Parse(values.Split((char[])[' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[index]);
 
     private static uint[] ReadOwnGroups()
     {

@@ -138,7 +138,7 @@ internal sealed class TargetProcess : IDisposable
     /// <summary>The target's umask (for directories and socket files we create on its behalf).</summary>
     public static int Umask(int tid)
     {
-        var v = StatusField($"/proc/{tid}/status", "Umask:");
+        var v = ReadStatus(tid, "Umask:")?[0];
         return v is null ? 0x12 /* 022 */ : Convert.ToInt32(v, 8);
     }
 
@@ -148,40 +148,32 @@ internal sealed class TargetProcess : IDisposable
     /// </summary>
     public static bool HasDeliverableSignal(int tid)
     {
-        ulong pending = 0, blocked = 0, caught = 0;
-        try
-        {
-            foreach (var line in File.ReadLines($"/proc/{tid}/status", Encoding.ASCII))
-            {
-                if (line.StartsWith("SigPnd:", StringComparison.Ordinal) || line.StartsWith("ShdPnd:", StringComparison.Ordinal))
-                    pending |= Convert.ToUInt64(line[7..].Trim(), 16);
-                else if (line.StartsWith("SigBlk:", StringComparison.Ordinal))
-                    blocked = Convert.ToUInt64(line[7..].Trim(), 16);
-                else if (line.StartsWith("SigCgt:", StringComparison.Ordinal))
-                    caught = Convert.ToUInt64(line[7..].Trim(), 16);
-            }
-        }
-        catch (IOException) { return false; }
-        return (pending & ~blocked & caught) != 0;
+        if (ReadStatus(tid, "SigPnd:", "ShdPnd:", "SigBlk:", "SigCgt:") is not [{ } thread, { } shared, { } blocked, { } caught])
+            return false;
+        ulong Mask(string hex) => Convert.ToUInt64(hex, 16);
+        return ((Mask(thread) | Mask(shared)) & ~Mask(blocked) & Mask(caught)) != 0;
     }
 
     private static int ThreadGroupOf(int tid)
     {
-        var v = StatusField($"/proc/{tid}/status", "Tgid:");
+        var v = ReadStatus(tid, "Tgid:")?[0];
         return v is null ? -1 : int.Parse(v);
     }
 
-    private static string? StatusField(string path, string key)
+    /// <summary>The values of <paramref name="keys"/> ("Umask:", "Uid:"...) in /proc/TID/status, in one read; null when it cannot be read.</summary>
+    internal static string?[]? ReadStatus(int tid, params string[] keys)
     {
+        var values = new string?[keys.Length];
         try
         {
-            foreach (var line in File.ReadLines(path, Encoding.ASCII))
-                if (line.StartsWith(key, StringComparison.Ordinal))
-                    return line[key.Length..].Trim();
+            foreach (var line in File.ReadLines($"/proc/{tid}/status", Encoding.ASCII))
+                for (int i = 0; i < keys.Length; i++)
+                    if (line.StartsWith(keys[i], StringComparison.Ordinal))
+                        values[i] = line[keys[i].Length..].Trim();
         }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
-        return null;
+        catch (IOException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
+        return values;
     }
 
     /// <summary>Drops the cached fds of threads that have exited (a pidfd becomes readable then).</summary>

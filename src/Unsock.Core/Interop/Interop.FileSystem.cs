@@ -6,7 +6,7 @@ using static Tmds.Linux.LibC;
 
 internal static partial class Interop
 {
-    /// <summary>Path calls on socket files: lstat, mkdir, chmod, lchown, unlink. 0 or errno.</summary>
+    /// <summary>Path calls on socket files: lstat, mkdir, chmod, unlink, small /proc reads. 0 or errno.</summary>
     internal static unsafe partial class FileSystem
     {
         public const uint TypeMask = 0xF000, TypeSocket = 0xC000, TypeRegular = 0x8000, TypeDirectory = 0x4000;
@@ -63,11 +63,6 @@ internal static partial class Interop
         public static int Chmod(string path, int mode)
         {
             fixed (byte* p = Z(path)) return chmod(p, (mode_t)mode) < 0 ? errno : 0;
-        }
-
-        public static int Lchown(string path, int uid, int gid)
-        {
-            fixed (byte* p = Z(path)) return lchown(p, (uint)uid, (uint)gid) < 0 ? errno : 0;
         }
 
         public static int Unlink(string path)
