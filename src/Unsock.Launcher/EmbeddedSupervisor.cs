@@ -43,7 +43,8 @@ internal static class EmbeddedSupervisor
         spawner.Join();
 
         if (filterError is not null) return Program.Fail(125, filterError);
-        var engine = new NotificationEngine(policy, listenerFd, verbose ? Console.Error : null);
+        var engine = new NotificationEngine(null, new StderrLoggerFactory(verbose));
+        var attachment = engine.Attach(listenerFd, policy, new TargetContext(childPid));
         if (spawnError != 0)
         {
             engine.Dispose();
@@ -52,17 +53,11 @@ internal static class EmbeddedSupervisor
         }
         // Socket files are created by us for the target: nobody else may use them before the chmod.
         SupervisorProcess.RestrictUmask();
-
-        var engineThread = new Thread(() =>
-        {
-            try { engine.Run(); }
-            catch (Exception e) { Console.Error.WriteLine($"unsock-launch: supervisor failed: {e.Message}"); }
-        }) { Name = "unsock-notify", IsBackground = true };
-        engineThread.Start();
+        engine.Start();
 
         int status = Spawn.WaitForExit(childPid);
         // Descendants may still use the filter (a daemonised server): serve them until the last one is gone.
-        engineThread.Join();
+        attachment.Completion.Wait();
         engine.Dispose();
         foreach (var r in registrations) r.Dispose();
         return status;

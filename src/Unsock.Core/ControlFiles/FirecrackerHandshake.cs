@@ -57,60 +57,21 @@ public static class FirecrackerHandshake
             Wait(connectedFd, POLLOUT, deadline, timeout, cancelled, $"sending '{requestText}'", ReadOnlySpan<byte>.Empty);
         }
 
-        Span<byte> reply = stackalloc byte[MaxReplyLength];
-        int length = 0;
-        while (true)
-        {
-            int n = ReceiveByte(connectedFd, out byte b);
-            if (n == 0)
-            {
-                throw Failure(ECONNREFUSED, $"the Firecracker proxy closed the connection after '{requestText}'"
-                    + (length == 0 ? " without a reply" : $" in the middle of its reply {Quote(reply[..length])}"));
-            }
-            if (n < 0)
-            {
-                int error = -n;
-                if (error == EINTR)
-                {
-                    continue;
-                }
-                if (error != EAGAIN && error != EWOULDBLOCK)
-                {
-                    throw Failure(error, $"reading the Firecracker proxy's reply to '{requestText}' failed after {Quote(reply[..length])}: {Marshal.GetPInvokeErrorMessage(error)}");
-                }
-                Wait(connectedFd, POLLIN, deadline, timeout, cancelled, $"waiting for the reply to '{requestText}'", reply[..length]);
-                continue;
-            }
+        var reply = new FirecrackerReply(port);
+        while (!reply.ReadAvailable(connectedFd))
+            Wait(connectedFd, POLLIN, deadline, timeout, cancelled, $"waiting for the reply to '{requestText}'", reply.SoFar);
+    }
 
-            reply[length++] = b;
-            bool fits = length switch
-            {
-                1 => b == (byte)'O',
-                2 => b == (byte)'K',
-                3 => b == (byte)' ',
-                _ => true,
-            };
-            if (!fits)
-            {
-                if (b != (byte)'\n')
-                {
-                    length += DrainAvailable(connectedFd, reply[length..]);
-                }
-                throw Failure(ECONNREFUSED, $"the Firecracker proxy refused '{requestText}': it replied {Quote(reply[..length])}, expected 'OK <port>'");
-            }
-            if (b == (byte)'\n' && length > 3)
-            {
-                return;
-            }
-            if (length == MaxReplyLength)
-            {
-                throw Failure(ECONNREFUSED, $"the Firecracker proxy's reply to '{requestText}' has no newline within {MaxReplyLength} bytes: {Quote(reply)}");
-            }
-        }
+    /// <summary>Sends <c>CONNECT &lt;port&gt;\n</c> without waiting; 0, or the errno (EAGAIN when it did not fit at once).</summary>
+    public static int SendRequest(int connectedFd, uint port)
+    {
+        byte[] request = Encoding.ASCII.GetBytes(string.Create(CultureInfo.InvariantCulture, $"CONNECT {port}\n"));
+        int n = Send(connectedFd, request);
+        return n == request.Length ? 0 : n < 0 ? -n : EAGAIN;
     }
 
     /// <summary>Reads what has already arrived of a bad reply, up to its newline, so the error can show it.</summary>
-    private static int DrainAvailable(int fd, Span<byte> rest)
+    internal static int DrainAvailable(int fd, Span<byte> rest)
     {
         int count = 0;
         while (count < rest.Length)
@@ -138,7 +99,7 @@ public static class FirecrackerHandshake
         }
     }
 
-    private static unsafe int ReceiveByte(int fd, out byte b)
+    internal static unsafe int ReceiveByte(int fd, out byte b)
     {
         byte value;
         long n = recv(fd, &value, 1, MSG_DONTWAIT);
@@ -182,7 +143,7 @@ public static class FirecrackerHandshake
         }
     }
 
-    private static string Quote(ReadOnlySpan<byte> bytes)
+    internal static string Quote(ReadOnlySpan<byte> bytes)
     {
         var text = new StringBuilder("\"");
         foreach (byte b in bytes)
@@ -200,8 +161,62 @@ public static class FirecrackerHandshake
         return text.Append('"').ToString();
     }
 
-    private static FirecrackerHandshakeException Failure(int errno, string message)
+    internal static FirecrackerHandshakeException Failure(int errno, string message)
         => new(errno, $"{message} (errno {errno}, {Marshal.GetPInvokeErrorMessage(errno)})");
+}
+
+/// <summary>
+/// The proxy's reply line, read as it arrives (for callers that wait on a poller rather than in
+/// <see cref="FirecrackerHandshake.Run"/>). Reads byte by byte so nothing after the line is consumed.
+/// </summary>
+public sealed class FirecrackerReply(uint port)
+{
+    private readonly byte[] _reply = new byte[FirecrackerHandshake.MaxReplyLength];
+    private int _length;
+
+    public ReadOnlySpan<byte> SoFar => _reply.AsSpan(0, _length);
+
+    /// <summary>
+    /// Reads what has arrived on <paramref name="fd"/> without waiting: true once the OK line is complete,
+    /// false when more must arrive. Throws <see cref="FirecrackerHandshakeException"/> (ECONNREFUSED for a reply
+    /// that is not OK or end of stream, the errno of a failed recv).
+    /// </summary>
+    public bool ReadAvailable(int fd)
+    {
+        string requestText = $"CONNECT {port}";
+        while (true)
+        {
+            int n = FirecrackerHandshake.ReceiveByte(fd, out byte b);
+            if (n == 0)
+            {
+                throw FirecrackerHandshake.Failure(ECONNREFUSED, $"the Firecracker proxy closed the connection after '{requestText}'"
+                    + (_length == 0 ? " without a reply" : $" in the middle of its reply {FirecrackerHandshake.Quote(SoFar)}"));
+            }
+            if (n < 0)
+            {
+                int error = -n;
+                if (error == EINTR) continue;
+                if (error == EAGAIN || error == EWOULDBLOCK) return false;
+                throw FirecrackerHandshake.Failure(error, $"reading the Firecracker proxy's reply to '{requestText}' failed after {FirecrackerHandshake.Quote(SoFar)}: {Marshal.GetPInvokeErrorMessage(error)}");
+            }
+            _reply[_length++] = b;
+            bool fits = _length switch
+            {
+                1 => b == (byte)'O',
+                2 => b == (byte)'K',
+                3 => b == (byte)' ',
+                _ => true,
+            };
+            if (!fits)
+            {
+                if (b != (byte)'\n') _length += FirecrackerHandshake.DrainAvailable(fd, _reply.AsSpan(_length));
+                throw FirecrackerHandshake.Failure(ECONNREFUSED, $"the Firecracker proxy refused '{requestText}': it replied {FirecrackerHandshake.Quote(SoFar)}, expected 'OK <port>'");
+            }
+            if (b == (byte)'\n' && _length > 3) return true;
+            if (_length == FirecrackerHandshake.MaxReplyLength)
+                throw FirecrackerHandshake.Failure(ECONNREFUSED, $"the Firecracker proxy's reply to '{requestText}' has no newline within {FirecrackerHandshake.MaxReplyLength} bytes: {FirecrackerHandshake.Quote(SoFar)}");
+        }
+    }
 }
 
 /// <summary>The Firecracker handshake failed; <see cref="Errno"/> is what the redirected connect should fail with.</summary>

@@ -1,6 +1,6 @@
 namespace Unsock.Core.Engine;
 
-internal enum OutcomeKind { Continue, Fail, Succeed, Answered }
+internal enum OutcomeKind { Continue, Fail, Succeed, Answered, Parked }
 
 /// <summary>What to tell the kernel about one notification.</summary>
 internal readonly record struct Outcome(OutcomeKind Kind, int Errno = 0, long Value = 0, ConvertedSocket? Swapped = null,
@@ -16,4 +16,6 @@ internal readonly record struct Outcome(OutcomeKind Kind, int Errno = 0, long Va
         new(OutcomeKind.Succeed, 0, 0, entry, replacement, oldCopy);
     /// <summary>Already answered (or the notification is gone, or a worker will answer it).</summary>
     public static Outcome Answered => new(OutcomeKind.Answered);
+    /// <summary>Handed to the poller, which answers it when it can go on.</summary>
+    public static Outcome Parked => new(OutcomeKind.Parked);
 }

@@ -35,10 +35,11 @@ internal sealed partial class Redirector
                 int accepted = TakeConnection(listener, copy, flags, out err);
                 return accepted < 0 ? Outcome.Fail(err) : Deliver(r, listener, accepted, flags);
             }
+            int ready = TakeConnection(listener, copy, flags, out err, mustNotBlock: true);
+            if (ready >= 0) return Deliver(r, listener, ready, flags);
+            if (err != Errors.EAGAIN) return Outcome.Fail(err);
             keepCopy = true;
-            var request = r;
-            StartWorker(request, () => AcceptWhenReady(request, listener, copy, flags));
-            return Outcome.Answered;
+            return ParkAccept(r, listener, copy, flags);
         }
         finally
         {
@@ -47,7 +48,11 @@ internal sealed partial class Redirector
     }
 
     /// <summary>A kept connection if there is one, else a non-waiting accept; -1 with errno when none.</summary>
-    private static int TakeConnection(ConvertedSocket listener, int copy, int flags, out int err)
+    /// <param name="mustNotBlock">
+    /// The program's listener is blocking (its open file is shared with our copy): the accept happens only
+    /// with O_NONBLOCK set for its duration, so a connection another accept took meanwhile cannot hold us.
+    /// </param>
+    private static int TakeConnection(ConvertedSocket listener, int copy, int flags, out int err, bool mustNotBlock = false)
     {
         lock (listener)
         {
@@ -60,37 +65,10 @@ internal sealed partial class Redirector
             }
         }
         if (!Sock.Poll(copy, 1 /* POLLIN */, 0)) { err = Errors.EAGAIN; return -1; }
+        if (mustNotBlock) Sock.SetNonBlocking(copy, true);
         err = Sock.Accept(copy, Sock.SockCloexec | (flags & Sock.SockNonblock), out int accepted);
+        if (mustNotBlock) Sock.SetNonBlocking(copy, false);
         return err == 0 ? accepted : -1;
-    }
-
-    private void AcceptWhenReady(SyscallRequest r, ConvertedSocket listener, int copy, int flags)
-    {
-        try
-        {
-            while (_listener.IsValid(r.Id))
-            {
-                if (TargetProcess.HasDeliverableSignal(r.Pid)) { _listener.Fail(r.Id, Errors.ERESTARTSYS); return; }
-                // One waiter per listener polls and accepts, so that a ready connection is never raced for.
-                if (!Monitor.TryEnter(listener.AcceptGate, WaitSliceMs)) continue;
-                int accepted;
-                int err;
-                try
-                {
-                    accepted = TakeConnection(listener, copy, flags, out err);
-                    if (accepted < 0 && err == Errors.EAGAIN)
-                    {
-                        Sock.Poll(copy, 1, WaitSliceMs);
-                        continue;
-                    }
-                }
-                finally { Monitor.Exit(listener.AcceptGate); }
-                if (accepted < 0) { _listener.Fail(r.Id, err); return; }
-                Answer(r, Deliver(r, listener, accepted, flags));
-                return;
-            }
-        }
-        finally { Sock.Close(copy); }
     }
 
     /// <summary>Writes the peer address and installs the accepted socket as the call's result. Consumes <paramref name="accepted"/>.</summary>

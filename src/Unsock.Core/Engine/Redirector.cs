@@ -14,25 +14,31 @@ namespace Unsock.Core.Engine;
 /// </summary>
 internal sealed partial class Redirector : IDisposable
 {
-    private readonly Policy _policy;
-    private readonly SeccompListener _listener;
-    private readonly SocketRegistry _registry;
-    private readonly TargetProcess _target = new();
-    private readonly EngineLog _log;
+    private readonly NotificationEngine _engine;
+    private readonly TargetProcess _target;
     private readonly int _tcpDefaultSendBuffer, _tcpDefaultReceiveBuffer;
+    private ListenerAttachment? _current;
     private long _nextPrune;
     private int _spareUnixSocket = -1;
     private ulong _spareUnixSocketInode;
 
-    public Redirector(Policy policy, SeccompListener listener, SocketRegistry registry, EngineLog log)
+    /// <param name="engine">The engine whose thread this handler serves on (each thread has its own handler and caches).</param>
+    public Redirector(NotificationEngine engine)
     {
-        _policy = policy;
-        _listener = listener;
-        _registry = registry;
-        _log = log;
+        _engine = engine;
+        _target = new TargetProcess(engine.Options.MaxCachedFdsPerThread);
         _tcpDefaultSendBuffer = ReadSysctlSecond("/proc/sys/net/ipv4/tcp_wmem");
         _tcpDefaultReceiveBuffer = ReadSysctlSecond("/proc/sys/net/ipv4/tcp_rmem");
     }
+
+    /// <summary>The attachment whose call this thread handles now: its policy, listener and registry are the ones below.</summary>
+    public void Enter(ListenerAttachment attachment) => _current = attachment;
+
+    private ListenerAttachment _attachment => _current ?? throw new InvalidOperationException("no attachment entered");
+    private Policy _policy => _attachment.Policy;
+    private SeccompListener _listener => _attachment.Listener;
+    private SocketRegistry _registry => _attachment.Registry;
+    private EngineLog _log => _engine.Log;
 
     /// <summary>A fresh AF_UNIX stream socket (non-blocking, close-on-exec) and its inode, made ahead of time when possible.</summary>
     private int TakeSpareUnixSocket(out int fd, out ulong inode)
@@ -49,7 +55,7 @@ internal sealed partial class Redirector : IDisposable
     /// <summary>Work that can wait until the target has its answer: the next connect's socket.</summary>
     public void AfterAnswer()
     {
-        if (_spareUnixSocket >= 0 || _registry.IsEmpty) return;
+        if (_spareUnixSocket >= 0 || _current is null || _registry.IsEmpty) return;
         if (Sock.Create(Sock.AfUnix, Sock.SockStream | Sock.SockNonblock | Sock.SockCloexec, out _spareUnixSocket) == 0)
             _spareUnixSocketInode = Sock.Inode(_spareUnixSocket);
     }

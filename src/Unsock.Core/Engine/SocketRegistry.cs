@@ -42,10 +42,6 @@ internal sealed class ConvertedSocket(ulong inode, int family, bool ipv6)
     public long Sequence { get; set; }
     /// <summary>Sweeps in a row that did not find it in /proc/net/unix.</summary>
     public int Misses { get; set; }
-    private object? _acceptGate;
-
-    /// <summary>Serialises the supervisor's waits in accept on this listener (made only for listeners that need it).</summary>
-    public object AcceptGate => LazyInitializer.EnsureInitialized(ref _acceptGate);
     /// <summary>Connections accepted for a target that was interrupted before it got them.</summary>
     public Queue<int>? PendingAccepted { get; set; }
     private Dictionary<(int Level, int Option), byte[]>? _options;
@@ -128,26 +124,35 @@ internal sealed class SocketRegistry
         file.RemoveIfStillOurs();
     }
 
+    /// <summary>Socket files registered and not yet removed.</summary>
+    public int FileCount
+    {
+        get { lock (_gate) return _files.Count; }
+    }
+
     /// <summary>Drops entries whose sockets are closed everywhere and removes their socket files.</summary>
-    /// <param name="everythingGone">True when no target is left: every file is removed without looking.</param>
-    public List<string> Sweep(bool everythingGone)
+    /// <param name="listed">The inodes /proc/net/unix listed, read before this call (null: unreadable).</param>
+    /// <param name="diag">Exact lookups by inode, where the kernel has them.</param>
+    /// <param name="targetsGone">
+    /// True when no target is left: every record goes, and every file whose socket is gone; a file whose
+    /// socket is still open (passed to another process) is added to <paramref name="stillOpen"/> instead.
+    /// </param>
+    public List<string> Sweep(HashSet<ulong>? listed, Native.UnixDiag? diag, bool targetsGone, List<BoundFile>? stillOpen)
     {
         long horizon;
         lock (_gate) horizon = _sequence;
-        // Read outside the lock; whatever is registered meanwhile is newer than this list and not judged by it.
         // A socket missing from /proc/net/unix may only have been skipped (the list is read while sockets come
         // and go): a socket file goes only when an exact sock_diag lookup says ENOENT, a socket record (cheap
         // to be wrong about, and there is one per connection) when two sweeps in a row missed it.
-        HashSet<ulong>? listed = everythingGone ? null : ProcNetUnix.Read()?.Select(e => e.Inode).ToHashSet();
-        using var diag = everythingGone ? null : Native.UnixDiag.TryOpen();
-        bool Dead(ulong inode) => everythingGone ||
-            (listed is not null && !listed.Contains(inode) && diag is not null && diag.Exists(inode) == false);
         bool Gone(ConvertedSocket s)
         {
-            if (everythingGone) return true;
+            if (targetsGone) return true;
             if (listed is null || listed.Contains(s.Inode)) { s.Misses = 0; return false; }
             return ++s.Misses >= 2;
         }
+        bool FileGone(BoundFile f) => targetsGone
+            ? SocketSweeper.IsGone(f.SocketInode, listed, diag)
+            : listed is not null && !listed.Contains(f.SocketInode) && diag is not null && diag.Exists(f.SocketInode) == false;
         var removed = new List<string>();
         List<(ulong Inode, ConvertedSocket Socket)> candidates;
         List<BoundFile> fileCandidates;
@@ -155,12 +160,11 @@ internal sealed class SocketRegistry
         {
             if (_sockets.Count == 0 && _files.Count == 0) return removed;
             // Only AF_UNIX sockets are listed in /proc/net/unix; others live until the end.
-            candidates = _sockets.Where(e => everythingGone || (e.Value.Sequence <= horizon && e.Value.Family == Native.Socket.AfUnix))
+            candidates = _sockets.Where(e => targetsGone || (e.Value.Sequence <= horizon && e.Value.Family == Native.Socket.AfUnix))
                 .Select(e => (e.Key, e.Value)).ToList();
-            fileCandidates = _files.Values.Where(f => everythingGone || f.Sequence <= horizon).ToList();
+            fileCandidates = _files.Values.Where(f => targetsGone || f.Sequence <= horizon).ToList();
         }
         var deadSockets = candidates.Where(c => Gone(c.Socket)).ToList();
-        var deadFiles = fileCandidates.Where(f => Dead(f.SocketInode)).ToList();
         lock (_gate)
         {
             foreach (var (inode, s) in deadSockets)
@@ -170,13 +174,22 @@ internal sealed class SocketRegistry
                 lock (s)
                     while (s.PendingAccepted is { Count: > 0 } q) Native.Socket.Close(q.Dequeue());
             }
-            foreach (var f in deadFiles)
-                if (_files.TryGetValue(f.SunPath, out var current) && ReferenceEquals(current, f)) _files.Remove(f.SunPath);
             _count = _sockets.Count;
+        }
+        // Judged after the kept connections above are closed: they are ours, not the targets'.
+        var deadFiles = new List<BoundFile>();
+        foreach (var f in fileCandidates)
+        {
+            if (FileGone(f)) deadFiles.Add(f);
+            else if (targetsGone) stillOpen?.Add(f);
+        }
+        lock (_gate)
+        {
+            foreach (var f in targetsGone ? fileCandidates : deadFiles)
+                if (_files.TryGetValue(f.SunPath, out var current) && ReferenceEquals(current, f)) _files.Remove(f.SunPath);
         }
         foreach (var f in deadFiles)
             if (f.RemoveIfStillOurs()) removed.Add(f.Path);
         return removed;
     }
-
 }

@@ -17,8 +17,10 @@ internal sealed class TargetProcess : IDisposable
     private readonly Dictionary<(int Tid, int Fd), int> _fdinfoFiles = new();
     // Per notification thread and per cache: enough for the threads that are making calls now, without
     // eating into the fd limit that the swaps themselves need.
-    private const int MaxCachedPidfds = 256;
+    private readonly int _maxCached;
     private bool _threadPidfdsUnsupported;
+
+    public TargetProcess(int maxCachedPerKind) => _maxCached = maxCachedPerKind;
 
     public static int ReadMemory(int pid, ulong address, Span<byte> buffer) => Native.ProcessVm.Read(pid, address, buffer);
 
@@ -59,7 +61,7 @@ internal sealed class TargetProcess : IDisposable
             fd = tgid > 0 ? Native.Pidfd.Open(tgid, 0) : -Errors.ESRCH;
         }
         if (fd < 0) return fd;
-        if (_pidfds.Count >= MaxCachedPidfds) Clear();
+        if (_pidfds.Count >= _maxCached) Clear();
         _pidfds[tid] = fd;
         return fd;
     }
@@ -84,7 +86,7 @@ internal sealed class TargetProcess : IDisposable
             if (n == 0) n = Native.FileSystem.ReadAtStart(file, buf);
         }
         if (n <= 0) return false;
-        if (_fdinfoFiles.Count >= MaxCachedPidfds) CloseAll(_fdinfoFiles);
+        if (_fdinfoFiles.Count >= _maxCached) CloseAll(_fdinfoFiles);
         _fdinfoFiles[(tid, fd)] = file;
         return HasCloseOnExecFlag(buf[..n]);
     }
@@ -130,7 +132,7 @@ internal sealed class TargetProcess : IDisposable
             _fdinfoDirs.Remove(tid);
         }
         if (Native.FileSystem.OpenDirectoryPath($"/proc/{tid}/fdinfo", out int dir, pathOnly: false) != 0) return -1;
-        if (_fdinfoDirs.Count >= MaxCachedPidfds) CloseAll(_fdinfoDirs);
+        if (_fdinfoDirs.Count >= _maxCached) CloseAll(_fdinfoDirs);
         _fdinfoDirs[tid] = dir;
         return dir;
     }
@@ -148,10 +150,32 @@ internal sealed class TargetProcess : IDisposable
     /// </summary>
     public static bool HasDeliverableSignal(int tid)
     {
-        if (ReadStatus(tid, "SigPnd:", "ShdPnd:", "SigBlk:", "SigCgt:") is not [{ } thread, { } shared, { } blocked, { } caught])
+        // Parked calls ask this often: one read into the stack, no strings.
+        Span<byte> buf = stackalloc byte[4096];
+        int n = Native.FileSystem.ReadSmallFile($"/proc/{tid}/status", buf);
+        if (n <= 0) return false;
+        var text = buf[..n];
+        if (!TryHexField(text, "SigPnd:"u8, out ulong thread) || !TryHexField(text, "ShdPnd:"u8, out ulong shared) ||
+            !TryHexField(text, "SigBlk:"u8, out ulong blocked) || !TryHexField(text, "SigCgt:"u8, out ulong caught))
             return false;
-        ulong Mask(string hex) => Convert.ToUInt64(hex, 16);
-        return ((Mask(thread) | Mask(shared)) & ~Mask(blocked) & Mask(caught)) != 0;
+        return ((thread | shared) & ~blocked & caught) != 0;
+    }
+
+    private static bool TryHexField(ReadOnlySpan<byte> text, ReadOnlySpan<byte> key, out ulong value)
+    {
+        value = 0;
+        int at = text.IndexOf(key);
+        if (at < 0) return false;
+        int digits = 0;
+        foreach (byte c in text[(at + key.Length)..])
+        {
+            if (c is (byte)'\t' or (byte)' ') continue;
+            int d = c is >= (byte)'0' and <= (byte)'9' ? c - '0' : c is >= (byte)'a' and <= (byte)'f' ? c - 'a' + 10 : -1;
+            if (d < 0) break;
+            value = (value << 4) | (uint)d;
+            digits++;
+        }
+        return digits > 0;
     }
 
     private static int ThreadGroupOf(int tid)

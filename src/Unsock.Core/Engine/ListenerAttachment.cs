@@ -1,0 +1,104 @@
+using Unsock.Core.Policies;
+
+namespace Unsock.Core.Engine;
+
+/// <summary>Who registered a listener: the process that installed the filter, as the host knows it.</summary>
+/// <param name="Pid">The process that installed the filter (the launcher, or the program it became).</param>
+/// <param name="Uid">Its user, when the host knows it (the service reads it from SO_PEERCRED).</param>
+/// <param name="Gid">Its group, likewise.</param>
+/// <param name="RootDirectory">Its root directory as the supervisor reaches it ("/" in embedded mode).</param>
+/// <param name="Command">Its command line, for status output.</param>
+public sealed record TargetContext(int Pid, uint? Uid = null, uint? Gid = null, string RootDirectory = "/", string? Command = null);
+
+/// <summary>What one attached listener's targets have had done to their calls.</summary>
+public sealed class ListenerCounters
+{
+    private long _redirected, _passed, _failed, _emulated;
+
+    public long Redirected => Interlocked.Read(ref _redirected);
+    public long Passed => Interlocked.Read(ref _passed);
+    public long Failed => Interlocked.Read(ref _failed);
+    public long Emulated => Interlocked.Read(ref _emulated);
+
+    internal void Count(string outcome)
+    {
+        switch (outcome)
+        {
+            case Outcomes.Redirected: Interlocked.Increment(ref _redirected); break;
+            case Outcomes.Passed: Interlocked.Increment(ref _passed); break;
+            case Outcomes.Failed: Interlocked.Increment(ref _failed); break;
+            default: Interlocked.Increment(ref _emulated); break;
+        }
+    }
+}
+
+/// <summary>
+/// One listener's attachment to the engine: the listener, the policy its targets run under, the sockets
+/// and files it converted, who registered it, and a task that completes when it is gone (its targets
+/// exited, or it was detached) and its socket files are dealt with.
+/// </summary>
+public sealed class ListenerAttachment
+{
+    private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _parked;
+    private int _state; // 0 attached, 1 detaching, 2 done
+
+    internal ListenerAttachment(int id, SeccompListener listener, Policy policy, TargetContext target)
+    {
+        Id = id;
+        Listener = listener;
+        Policy = policy;
+        Target = target;
+    }
+
+    internal int Id { get; }
+    public SeccompListener Listener { get; }
+    public Policy Policy { get; }
+    public TargetContext Target { get; }
+    public ListenerCounters Counters { get; } = new();
+    internal SocketRegistry Registry { get; } = new();
+    public DateTimeOffset Since { get; } = DateTimeOffset.UtcNow;
+
+    /// <summary>Completes once the attachment is detached and its last call and socket file are dealt with.</summary>
+    public Task Completion => _completion.Task;
+
+    /// <summary>True until detached (its targets are gone, or the host detached it).</summary>
+    public bool IsAttached => Volatile.Read(ref _state) == 0;
+
+    /// <summary>Why it was detached, once it was.</summary>
+    public string? DetachReason { get; private set; }
+
+    public int ParkedCalls => Volatile.Read(ref _parked);
+
+    internal bool TryReserveParking(int limit)
+    {
+        while (true)
+        {
+            int now = Volatile.Read(ref _parked);
+            if (now >= limit) return false;
+            if (Interlocked.CompareExchange(ref _parked, now + 1, now) == now) return true;
+        }
+    }
+
+    internal int ReleaseParking() => Interlocked.Decrement(ref _parked);
+
+    /// <summary>First caller wins: marks it detaching and says why.</summary>
+    internal bool BeginDetach(string reason)
+    {
+        if (Interlocked.CompareExchange(ref _state, 1, 0) != 0) return false;
+        DetachReason = reason;
+        return true;
+    }
+
+    internal void Complete()
+    {
+        Volatile.Write(ref _state, 2);
+        _completion.TrySetResult();
+    }
+}
+
+/// <summary>Outcome names, as the metrics and counters report them.</summary>
+internal static class Outcomes
+{
+    public const string Redirected = "redirected", Passed = "passed", Failed = "failed", Emulated = "emulated";
+}
