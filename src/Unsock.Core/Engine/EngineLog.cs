@@ -46,8 +46,8 @@ internal sealed partial class EngineLog(ILogger logger)
     [LoggerMessage(EventId = 8, Level = LogLevel.Debug, Message = "detached the listener of pid {Pid}: {Why}")]
     public partial void Detached(int pid, string why);
 
-    [LoggerMessage(EventId = 9, Level = LogLevel.Warning, Message = "pid {Pid} {Call}: {Parked} calls already wait for this listener (limit {Limit}), answered {Errno}")]
-    public partial void ParkedCallLimit(int pid, string call, int parked, int limit, string errno);
+    [LoggerMessage(EventId = 9, Level = LogLevel.Warning, Message = "pid {Pid} {Call}: {Parked} calls already wait for this listener (limit {Limit}), answered {Errno} ({Suppressed} more since the last such line)")]
+    public partial void ParkedCallLimit(int pid, string call, int parked, int limit, string errno, int suppressed);
 
     [LoggerMessage(EventId = 10, Level = LogLevel.Information, Message = "kernel without SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (6.6): answers take a scheduler round trip")]
     public partial void NoSyncWakeUp();

@@ -82,6 +82,24 @@ public sealed class ListenerAttachment
 
     internal int ReleaseParking() => Interlocked.Decrement(ref _parked);
 
+    private long _lastWarning = long.MinValue;
+    private int _suppressed;
+
+    /// <summary>True at most once a second: whether to log a refusal now, and how many were not logged since.</summary>
+    internal bool ShouldWarn(out int suppressed)
+    {
+        long now = Environment.TickCount64;
+        long last = Interlocked.Read(ref _lastWarning);
+        if (now - last < 1000 || Interlocked.CompareExchange(ref _lastWarning, now, last) != last)
+        {
+            Interlocked.Increment(ref _suppressed);
+            suppressed = 0;
+            return false;
+        }
+        suppressed = Interlocked.Exchange(ref _suppressed, 0);
+        return true;
+    }
+
     /// <summary>First caller wins: marks it detaching and says why.</summary>
     internal bool BeginDetach(string reason)
     {

@@ -16,7 +16,9 @@ internal sealed partial class Redirector
         if (_engine.Poller.TryPark(call, options.MaxParkedCallsPerListener, options.MaxParkedCalls)) return Outcome.Parked;
         call.Release();
         var r = call.Request;
-        _log.ParkedCallLimit(r.Pid, Syscalls.Name(r.Nr), _attachment.ParkedCalls, options.MaxParkedCallsPerListener, Errors.Name(errnoWhenFull));
+        // At most one line a second per listener: a flood must not become a flood of log lines.
+        if (_attachment.ShouldWarn(out int suppressed))
+            _log.ParkedCallLimit(r.Pid, Syscalls.Name(r.Nr), _attachment.ParkedCalls, options.MaxParkedCallsPerListener, Errors.Name(errnoWhenFull), suppressed);
         return Outcome.Fail(errnoWhenFull);
     }
 
