@@ -82,7 +82,7 @@ public sealed class ListenerAttachment
 
     internal int ReleaseParking() => Interlocked.Decrement(ref _parked);
 
-    private long _lastWarning = long.MinValue;
+    private long _lastWarning;
     private int _suppressed;
 
     /// <summary>True at most once a second: whether to log a refusal now, and how many were not logged since.</summary>
@@ -90,7 +90,7 @@ public sealed class ListenerAttachment
     {
         long now = Environment.TickCount64;
         long last = Interlocked.Read(ref _lastWarning);
-        if (now - last < 1000 || Interlocked.CompareExchange(ref _lastWarning, now, last) != last)
+        if ((last != 0 && now - last < 1000) || Interlocked.CompareExchange(ref _lastWarning, now, last) != last)
         {
             Interlocked.Increment(ref _suppressed);
             suppressed = 0;

@@ -37,7 +37,9 @@ internal sealed partial class Redirector
     {
         if (_registry.IsEmpty && _policy.AcceptConvert == AcceptConvert.None) return Outcome.Continue;
         int err = _target.CopyFd(r.Pid, (int)r.A0, out int copy);
-        if (err != 0) return Outcome.Continue; // the kernel gives the program the same EBADF/ENOTSOCK
+        // EBADF (and ESRCH: nobody is left to answer) the kernel says just as well; but when we cannot look
+        // (EMFILE, ENOMEM) the socket may be one of ours, and the kernel would tell its real AF_UNIX address.
+        if (err != 0) return err is Errors.EBADF or Errors.ESRCH ? Outcome.Continue : Outcome.Fail(105 /* ENOBUFS */);
         try
         {
             if (Sock.GetInt(copy, Sock.SolSocket, Sock.SoDomain, out int domain) != 0) return Outcome.Continue;

@@ -101,7 +101,8 @@ internal sealed partial class Redirector
     private bool ResumeConnectWhenRoom(ConnectWhenRoom c)
     {
         var r = c.Request;
-        int err = Sock.Connect(c.Unix, c.SockAddr);
+        int err;
+        using (TargetIdentity.Assume(_target, r.Pid)) err = Sock.Connect(c.Unix, c.SockAddr); // the file's permissions are checked at each try
         if (err == Errors.EAGAIN)
         {
             c.RetryLater();

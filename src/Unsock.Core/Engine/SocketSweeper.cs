@@ -92,6 +92,17 @@ internal sealed class SocketSweeper(NotificationEngine engine)
                 if (!keepFiles)
                     foreach (var path in a.Registry.Sweep(listed, diag, targetsGone: true, stillOpen))
                         engine.Log.SocketFileRemoved(path, "no target is left");
+                // The kernel lets go of a dying target's filter a moment before its sockets: give them a
+                // second before taking a file for one that was passed to another process.
+                for (int i = 0; i < 20 && stillOpen.Count > 0; i++)
+                {
+                    Thread.Sleep(50);
+                    foreach (var f in stillOpen.Where(f => IsGone(f.SocketInode, null, diag)).ToList())
+                    {
+                        stillOpen.Remove(f);
+                        if (f.RemoveIfStillOurs()) engine.Log.SocketFileRemoved(f.Path, "no target is left");
+                    }
+                }
                 foreach (var f in stillOpen) engine.Log.SocketFileKept(f.Path);
                 lock (_signal) _orphans.AddRange(stillOpen);
             }

@@ -18,3 +18,10 @@ public static class CompiledC
         return output;
     }
 }
+
+/// <summary>Tests that load the machine so much that they run after the others, one class at a time.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class RunsAlone
+{
+    public const string Name = "runs alone";
+}

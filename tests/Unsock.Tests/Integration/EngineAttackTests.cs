@@ -4,8 +4,10 @@ namespace Unsock.Tests.Integration;
 
 /// <summary>
 /// Programs that try to stall or exhaust the engine, each next to a victim that must still be served
-/// promptly by the same supervisor (one launcher runs attacker and victim).
+/// promptly by the same supervisor (one launcher runs attacker and victim). They run alone: 8,000 target
+/// threads on two cores would starve whatever ran beside them.
 /// </summary>
+[Collection(RunsAlone.Name)]
 public class EngineAttackTests : IntegrationTest
 {
     private static string EngineProbe => Launcher.Program("engineprobe.py");

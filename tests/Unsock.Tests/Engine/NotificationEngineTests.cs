@@ -1,0 +1,168 @@
+using System.Diagnostics.Metrics;
+using System.Text.Json;
+using Microsoft.Extensions.Options;
+using Unsock.Core.Engine;
+using Unsock.Core.Filter;
+using Unsock.Core.Policies;
+using Unsock.Tests.Integration;
+using Spawn = Unsock.Launcher.Spawn;
+
+namespace Unsock.Tests.Engine;
+
+/// <summary>
+/// The engine in this process, serving child programs that carry filters installed here: two listeners
+/// with different policies on the same threads, one detached while the other goes on, and a stop.
+/// </summary>
+public class NotificationEngineTests
+{
+    private static string Py => Integration.Launcher.Python;
+    private static string EngineProbe => Integration.Launcher.Program("engineprobe.py");
+    private static string NetProbe => Integration.Launcher.Program("netprobe.py");
+
+    /// <summary>Spawns /bin/sh -c <paramref name="script"/> with a filter for <paramref name="policy"/>; the listener fd and the pid.</summary>
+    private static (int Listener, int Pid) SpawnFiltered(Policy policy, string script)
+    {
+        var program = FilterCompiler.Compile(FilterPlan.For(policy));
+        using var prepared = new Spawn.Prepared("/bin/sh", ["sh", "-c", script]);
+        int listener = -1, pid = 0, error = 0;
+        // The filter goes on a thread of its own that spawns the child and ends: no other thread of ours carries it.
+        var t = new Thread(() =>
+        {
+            listener = SeccompFilter.InstallWithListener(program, waitKillableRecv: true);
+            error = prepared.Run(out pid);
+        });
+        t.Start();
+        t.Join();
+        Assert.Equal(0, error);
+        return (listener, pid);
+    }
+
+    private static Policy PolicyFor(TempDir dir, string name, string top = "") =>
+        Policy.Load(Integration.Policies.Write(dir, $$"""{ {{top}} "rules": [ { "address": "127.0.0.0/8", "directory": "{{dir.Path}}/{{name}}" } ] }""", name + ".json"));
+
+    private sealed class TestMeterFactory : IMeterFactory
+    {
+        public readonly List<Meter> Meters = new();
+
+        public Meter Create(MeterOptions options)
+        {
+            var m = new Meter(options);
+            lock (Meters) Meters.Add(m);
+            return m;
+        }
+
+        public void Dispose()
+        {
+            foreach (var m in Meters) m.Dispose();
+        }
+    }
+
+    [Fact]
+    public void TwoListenersWithTheirOwnPoliciesShareTheThreadsAndOneCanBeDetached()
+    {
+        using var dir = new TempDir();
+        using var meters = new TestMeterFactory();
+        var counts = new Dictionary<string, long>();
+        long latencies = 0;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (meters.Meters.Contains(instrument.Meter)) l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
+        {
+            if (instrument.Name != "unsock.notifications") return;
+            string outcome = "", call = "";
+            foreach (var t in tags)
+            {
+                if (t.Key == "outcome") outcome = (string)t.Value!;
+                if (t.Key == "call") call = (string)t.Value!;
+            }
+            lock (counts) counts[$"{call}/{outcome}"] = counts.GetValueOrDefault($"{call}/{outcome}") + value;
+        });
+        listener.SetMeasurementEventCallback<double>((instrument, _, _, _) =>
+        {
+            if (instrument.Name == "unsock.answer.duration") Interlocked.Increment(ref latencies);
+        });
+        listener.Start();
+
+        using var engine = new NotificationEngine(Options.Create(new EngineOptions { NotificationThreads = 2 }), null, meters);
+        engine.Start();
+        var (fdA, pidA) = SpawnFiltered(PolicyFor(dir, "a"),
+            $"{Py} {NetProbe} never-accept 127.0.0.1 9600 & {Py} {EngineProbe} victim 127.0.0.1 9601 10 > {dir["a.out"]}; " +
+            $"while [ ! -e {dir["detached"]} ]; do sleep 0.05; done; {Py} {EngineProbe} victim 127.0.0.1 9602 1 > {dir["a2.out"]} 2>&1; kill $!");
+        var (fdB, pidB) = SpawnFiltered(PolicyFor(dir, "b"),
+            $"{Py} {NetProbe} never-accept 127.0.0.1 9600 & for i in $(seq 1 400); do {Py} {EngineProbe} victim 127.0.0.1 9601 5 >> {dir["b.out"]} || break; " +
+            $"[ -e {dir["stop"]} ] && break; done; kill $!");
+        var a = engine.Attach(fdA, PolicyFor(dir, "a"), new TargetContext(pidA));
+        var b = engine.Attach(fdB, PolicyFor(dir, "b"), new TargetContext(pidB));
+        try
+        {
+            Assert.Equal(2, engine.Attachments.Count);
+            // The same port lands in each policy's own directory.
+            Assert.True(Wait.Until(() => File.Exists(dir["a/9600.sock"]) && File.Exists(dir["b/9600.sock"]) && File.Exists(dir["a.out"])
+                && new FileInfo(dir["a.out"]).Length > 0 && File.Exists(dir["b.out"]), TimeSpan.FromSeconds(60)), "both programs should be served");
+            Assert.Equal(2, JsonDocument.Parse(File.ReadAllText(dir["a.out"])).RootElement.GetProperty("family").GetInt32());
+            Assert.True(a.Counters.Redirected >= 11, $"a: {a.Counters.Redirected} redirected");
+
+            engine.Detach(a);
+            Assert.True(Wait.Until(() => a.Completion.IsCompleted, TimeSpan.FromSeconds(10)), "a detached listener's completion did not come");
+            File.WriteAllText(dir["detached"], "");
+            // Detached: its targets' trapped calls fail (ENOSYS), the other listener's program is still served.
+            Assert.True(Wait.Until(() => File.Exists(dir["a2.out"]) && File.ReadAllText(dir["a2.out"]).Contains("Errno 38"), TimeSpan.FromSeconds(30)),
+                File.Exists(dir["a2.out"]) ? File.ReadAllText(dir["a2.out"]) : "no a2.out");
+            int before = File.ReadAllLines(dir["b.out"]).Length;
+            Assert.True(Wait.Until(() => File.ReadAllLines(dir["b.out"]).Length >= before + 5, TimeSpan.FromSeconds(30)), "b was not served after a was detached");
+            Assert.All(File.ReadAllLines(dir["b.out"]), line => Assert.Equal(2, JsonDocument.Parse(line).RootElement.GetProperty("family").GetInt32()));
+            Assert.Single(engine.Attachments);
+            Assert.Equal(b, engine.Attachments[0]);
+
+            File.WriteAllText(dir["stop"], "");
+            Assert.Equal(0, Spawn.WaitForExit(pidB));
+            Assert.True(Wait.Until(() => b.Completion.IsCompleted, TimeSpan.FromSeconds(10)), "b's targets exited but its attachment did not complete");
+            Assert.False(File.Exists(dir["b/9600.sock"]), "the socket file of an exited target stayed");
+            Assert.Empty(engine.Attachments);
+        }
+        finally
+        {
+            File.WriteAllText(dir["stop"], "");
+            File.WriteAllText(dir["detached"], "");
+            Spawn.WaitForExit(pidA);
+            Spawn.WaitForExit(pidB);
+        }
+        engine.Stop();
+        listener.RecordObservableInstruments();
+        lock (counts)
+        {
+            Assert.True(counts.GetValueOrDefault("connect/redirected") >= 20, string.Join(", ", counts));
+            Assert.True(counts.GetValueOrDefault("bind/redirected") >= 4, string.Join(", ", counts));
+        }
+        Assert.True(Interlocked.Read(ref latencies) >= 24, $"{latencies} latencies recorded");
+    }
+
+    [Fact]
+    public void StopAnswersWaitingCallsAndCompletesEveryAttachment()
+    {
+        using var dir = new TempDir();
+        var engine = new NotificationEngine(Options.Create(new EngineOptions { NotificationThreads = 1 }));
+        engine.Start();
+        var policy = PolicyFor(dir, "s", "\"acceptConvert\": \"all\",");
+        // A blocking accept that never gets a connection: it waits on the poller until the engine stops.
+        var (fd, pid) = SpawnFiltered(policy, $"{Py} {NetProbe} sigint-accept 127.0.0.1 9610 > {dir["s.out"]} 2>&1");
+        var a = engine.Attach(fd, policy, new TargetContext(pid));
+        Assert.True(Wait.Until(() => File.Exists(dir["s/9610.sock"]) && engine.Poller.Count == 1, TimeSpan.FromSeconds(30)), $"{engine.Poller.Count} parked");
+        engine.Dispose();
+        Assert.True(a.Completion.IsCompleted);
+        Assert.Equal(0, engine.Poller.Count);
+        Spawn.Kill(pid, 9);
+        Spawn.WaitForExit(pid);
+    }
+
+    [Fact]
+    public void OptionsOutOfRangeAreRefusedNamingTheOption()
+    {
+        var e = Assert.Throws<OptionsValidationException>(() => new NotificationEngine(Options.Create(new EngineOptions { NotificationThreads = -1, MaxParkedCalls = 0 })));
+        Assert.Contains("Engine:NotificationThreads must be 0 (automatic) or between 1 and 256, not -1", e.Message);
+        Assert.Contains("Engine:MaxParkedCalls must be at least 1, not 0", e.Message);
+    }
+}
