@@ -158,6 +158,65 @@ public class NotificationEngineTests
         Spawn.WaitForExit(pid);
     }
 
+    /// <summary>Every line logged, with its level.</summary>
+    private sealed class ListLoggerFactory : Microsoft.Extensions.Logging.ILoggerFactory, Microsoft.Extensions.Logging.ILogger
+    {
+        public readonly List<string> Lines = new();
+
+        public Microsoft.Extensions.Logging.ILogger CreateLogger(string categoryName) => this;
+        public void AddProvider(Microsoft.Extensions.Logging.ILoggerProvider provider) { }
+        public void Dispose() { }
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state,
+            Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            lock (Lines) Lines.Add($"{logLevel}: {formatter(state, exception)}");
+        }
+    }
+
+    [Fact]
+    public void AFailingListenerIsDetachedAloneAndItsTargetsKeepTheirFiles()
+    {
+        using var dir = new TempDir();
+        var log = new ListLoggerFactory();
+        using var engine = new NotificationEngine(Options.Create(new EngineOptions { NotificationThreads = 2 }), log);
+        engine.Start();
+        var (fdA, pidA) = SpawnFiltered(PolicyFor(dir, "a"), $"{Py} {NetProbe} never-accept 127.0.0.1 9620");
+        var (fdB, pidB) = SpawnFiltered(PolicyFor(dir, "b"),
+            $"for i in $(seq 1 400); do {Py} {EngineProbe} victim 127.0.0.1 9621 3 >> {dir["b.out"]} || break; [ -e {dir["stop"]} ] && break; done");
+        var a = engine.Attach(fdA, PolicyFor(dir, "a"), new TargetContext(pidA));
+        var b = engine.Attach(fdB, PolicyFor(dir, "b"), new TargetContext(pidB));
+        try
+        {
+            Assert.True(Wait.Until(() => File.Exists(dir["a/9620.sock"]) && File.Exists(dir["b.out"]), TimeSpan.FromSeconds(60)), "both programs should be served");
+            // Our own fault, simulated: the listener's fd number now refers to something that is not a listener.
+            int devNull = DevNull();
+            Assert.True(Tmds.Linux.LibC.dup2(devNull, a.Listener.RawFd) >= 0);
+            Tmds.Linux.LibC.close(devNull);
+            Assert.True(Wait.Until(() => a.Completion.IsCompleted, TimeSpan.FromSeconds(10)), "the failing listener was not detached");
+            Assert.Contains("its listener failed", a.DetachReason!);
+            lock (log.Lines) Assert.Contains(log.Lines, l => l.StartsWith("Error: listener of pid", StringComparison.Ordinal));
+            // Its target still runs: its socket file was not swept because of our fault.
+            Assert.True(File.Exists(dir["a/9620.sock"]), "a running target's socket file was removed after our fault");
+            int before = File.ReadAllLines(dir["b.out"]).Length;
+            Assert.True(Wait.Until(() => File.ReadAllLines(dir["b.out"]).Length >= before + 3, TimeSpan.FromSeconds(30)), "the other listener's program was not served");
+        }
+        finally
+        {
+            File.WriteAllText(dir["stop"], "");
+            Spawn.Kill(pidA, 9);
+            Spawn.WaitForExit(pidA);
+            Spawn.WaitForExit(pidB);
+        }
+    }
+
+    private static unsafe int DevNull()
+    {
+        fixed (byte* p = "/dev/null\0"u8) return Tmds.Linux.LibC.open(p, Tmds.Linux.LibC.O_RDONLY | Tmds.Linux.LibC.O_CLOEXEC, 0);
+    }
+
     [Fact]
     public void OptionsOutOfRangeAreRefusedNamingTheOption()
     {
