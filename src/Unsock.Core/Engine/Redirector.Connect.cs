@@ -22,6 +22,7 @@ internal sealed partial class Redirector
         {
             if (rule is null) return RestartedConnect(copy);
             using var identity = TargetIdentity.Assume(_target, r.Pid);
+            if (identity.Errno != 0) return IdentityRefused(r, endpoint, rule.Index);
             string path = rule.ResolvePath(endpoint.MatchAddress, endpoint.Port, RuleProtocol.Tcp);
             bool ipv6 = facts.Domain == Sock.AfInet6;
             var peer = endpoint.InFamily(ipv6);
@@ -89,6 +90,13 @@ internal sealed partial class Redirector
         }
     }
 
+    /// <summary>The program's identity could not be taken: never connect as ourselves instead.</summary>
+    private Outcome IdentityRefused(in SyscallRequest r, InetEndpoint endpoint, int ruleIndex)
+    {
+        _log.Decision(r.Pid, "connect", endpoint.ToString(), $"rule {ruleIndex}: cannot take the program's identity: EACCES");
+        return Outcome.Fail(Errors.EACCES);
+    }
+
     /// <summary>A connect restarted after a signal, on a socket we already swapped: finish it, do not fail it.</summary>
     private Outcome RestartedConnect(int copy)
     {
@@ -144,6 +152,7 @@ internal sealed partial class Redirector
         using var identity = TargetIdentity.Assume(null, r.Pid);
         try
         {
+            if (identity.Errno != 0) { _listener.Fail(r.Id, identity.Errno); return; }
             Span<byte> timeo = stackalloc byte[16];
             int len = Sock.GetRaw(copy, Sock.SolSocket, Sock.SoSndTimeo, timeo);
             long limitMs = len == 16
@@ -193,6 +202,7 @@ internal sealed partial class Redirector
             using var identity = TargetIdentity.Assume(null, r.Pid);
             try
             {
+                if (identity.Errno != 0) { _listener.Fail(r.Id, identity.Errno); return; }
                 int err;
                 int family;
                 if (control.Kind == ControlFileKind.FirecrackerProxy)
