@@ -38,7 +38,7 @@ public class HostileFileTests : IntegrationTest
     {
         Assert.True(Environment.IsPrivilegedProcess, "this test needs root, as CI and the development machines have");
         // A race on the supervisor's side: several rounds, each with many files removed in each way.
-        for (int round = 0; round < 3; round++) SymlinkSwapRound(9400 + round * 40, 18);
+        for (int round = 0; round < 3; round++) SymlinkSwapRound(9400 + round * 40, 30);
     }
 
     private static void SymlinkSwapRound(int firstPort, int count)
@@ -117,6 +117,29 @@ public class HostileFileTests : IntegrationTest
         Assert.Equal(1220, errors.GetProperty("36").GetInt32()); // ENAMETOOLONG, every time
         Assert.Single(errors.EnumerateObject());
         Assert.True(after - before < 25, $"the launcher went from {before} to {after} fds over 1,200 calls");
+    }
+
+    [Fact]
+    public void SocketFilesHaveTheirFinalModeFromTheMomentTheyExist()
+    {
+        using var dir = new TempDir();
+        string socks = dir["socks"];
+        string policy = Policies.Write(dir, $$"""
+            { "rules": [
+              { "address": "127.0.0.1", "port": 7703, "directory": "{{socks}}", "mode": "0604" },
+              { "address": "127.0.0.1", "directory": "{{socks}}" }
+            ] }
+            """);
+        using var p = new RunningProgram(Launcher.Path, ["--policy", policy, "--", Py, Attack, "created-modes", socks, "7702", "7703"]);
+        Assert.True(0 == p.WaitForExit(Long), p.Describe());
+        using var result = JsonDocument.Parse(p.Stdout);
+        var modes = result.RootElement.GetProperty("modes");
+        Assert.Equal("0o750", modes.GetProperty("7702").GetString()); // 0777 under the program's umask 027
+        Assert.Equal("0o604", modes.GetProperty("7703").GetString()); // the rule's mode, whatever the umask
+        var events = result.RootElement.GetProperty("events").EnumerateArray().Select(e => e.GetString()).ToList();
+        Assert.Contains("create 7702.sock", events);
+        Assert.Contains("create 7703.sock", events);
+        Assert.True(!events.Any(e => e!.StartsWith("attrib")), $"a socket file's mode was changed after it existed: {p.Stdout}");
     }
 
     private static bool Exists(string path)

@@ -160,8 +160,9 @@ def lease(socks, port, victim_port):
 
 def swap_dirs(a, b):
     """Outside the launcher, as the target's user: trades two names (a directory and a symlink) forever."""
+    renameat2, a, b = libc.renameat2, a.encode(), b.encode()
     while True:
-        exchange(a, b)
+        renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE)
 
 
 def hold_listeners(first, count, go):
@@ -238,6 +239,36 @@ def long_names(port, total, go):
     time.sleep(float(os.environ.get("HOLD", "0")))
 
 
+def created_modes(socks, *ports):
+    """Binds each port under umask 027 while watching the socket directory with inotify: reports each
+    file's mode and whether it was ever changed after it was created (IN_ATTRIB), which would mean it
+    existed for a while with another mode."""
+    import struct
+    os.makedirs(socks, exist_ok=True)
+    fd = libc.inotify_init1(os.O_NONBLOCK)
+    libc.inotify_add_watch(fd, socks.encode(), 0x4 | 0x100)  # IN_ATTRIB | IN_CREATE
+    os.umask(0o027)
+    kept, out = [], {}
+    for port in ports:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", int(port)))
+        s.listen(1)
+        kept.append(s)
+    events = []
+    try:
+        data = os.read(fd, 65536)
+    except BlockingIOError:
+        data = b""
+    while data:
+        _, mask, _, length = struct.unpack_from("iIII", data)
+        name = data[16:16 + length].rstrip(b"\0").decode()
+        events.append(("attrib" if mask & 0x4 else "create") + " " + name)
+        data = data[16 + length:]
+    for port in ports:
+        out[port] = oct(os.stat(f"{socks}/{port}.sock").st_mode & 0o777)
+    print(json.dumps({"modes": out, "events": events}), flush=True)
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {
@@ -247,4 +278,5 @@ if __name__ == "__main__":
         "hold-listeners": lambda: hold_listeners(*args),
         "two-binds": lambda: two_binds(*args),
         "long-names": lambda: long_names(*args),
+        "created-modes": lambda: created_modes(*args),
     }[cmd]()
