@@ -131,6 +131,37 @@ public class TargetIdentityTests
         Assert.StartsWith("0 0 ", ids[2]);
     }
 
+    [Fact]
+    public void AControlFileIsReadWithTheTargetsIdentity()
+    {
+        RequireRoot();
+        var dir = Directory.CreateTempSubdirectory("unsock-identity-");
+        try
+        {
+            File.SetUnixFileMode(dir.FullName, (UnixFileMode)0x1ED);
+            byte[] control = Unsock.Core.ControlFiles.ControlFile.ForVsock(5678).ToBytes();
+            string open = Path.Combine(dir.FullName, "80.sock"), closed = Path.Combine(dir.FullName, "81.sock");
+            File.WriteAllBytes(open, control);
+            File.SetUnixFileMode(open, (UnixFileMode)0x1A4); // 0644
+            File.WriteAllBytes(closed, control);
+            File.SetUnixFileMode(closed, (UnixFileMode)0x180); // 0600, root's
+            var (readable, refused) = OnOwnThread(() =>
+            {
+                using var scope = TargetIdentity.Assume(new FsCredentials(Nobody, Nobody, []));
+                Assert.Equal(0, scope.Errno);
+                bool loaded = Unsock.Core.ControlFiles.ControlFile.TryLoad(open, out _);
+                var e = Assert.Throws<Unsock.Core.ControlFiles.ControlFileException>(() => Unsock.Core.ControlFiles.ControlFile.TryLoad(closed, out _));
+                return (loaded, e.Errno);
+            });
+            Assert.True(readable);
+            Assert.Equal(Errors.EACCES, refused);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
     /// <summary>capget, then capset without <paramref name="caps"/> in the effective set of this thread.</summary>
     private static unsafe void DropFromEffective(params int[] caps)
     {
