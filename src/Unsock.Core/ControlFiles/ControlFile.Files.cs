@@ -12,7 +12,8 @@ public sealed partial class ControlFile
     /// <summary>
     /// Loads the control file at <paramref name="path"/>. False when the path is not one (missing, not
     /// a regular file, not 452 bytes, no magic): the caller treats it as a socket path. Throws
-    /// <see cref="ControlFileException"/> when the file has the magic but is corrupt, or cannot be read.
+    /// <see cref="ControlFileException"/> when the file has the magic but is corrupt, or when a
+    /// 452-byte regular file cannot be read (no permission, or a lease: then at once, never blocking).
     /// </summary>
     public static bool TryLoad(string path, out ControlFile? file)
     {
@@ -43,63 +44,105 @@ public sealed partial class ControlFile
         }
         byte[] terminated = new byte[path.Length + 1];
         path.CopyTo(terminated);
-        string display = Encoding.UTF8.GetString(path);
-
         fixed (byte* p = terminated)
         {
-            // Like the original: stat first (following symlinks) so FIFOs and devices are never opened.
+            return TryLoadAt(AT_FDCWD, p, Encoding.UTF8.GetString(path), out file);
+        }
+    }
+
+    /// <summary>
+    /// As <see cref="TryLoad(string, out ControlFile?)"/> for entry <paramref name="name"/> of the open
+    /// directory <paramref name="directoryFd"/>; <paramref name="display"/> names it in messages.
+    /// </summary>
+    internal static unsafe bool TryLoadAt(int directoryFd, string name, string display, out ControlFile? file)
+    {
+        file = null;
+        if (name.Length == 0 || name.Contains('\0'))
+        {
+            return false;
+        }
+        fixed (byte* p = Encoding.UTF8.GetBytes(name + "\0"))
+        {
+            return TryLoadAt(directoryFd, p, display, out file);
+        }
+    }
+
+    /// <summary>
+    /// Whatever a target put at a socket path (a FIFO, a device, a file it holds a lease on) must not block us
+    /// or be opened for real: the entry is first opened O_PATH (that opens nothing, and a symlink is followed
+    /// only to look at what it names, as the original's stat did), its type and size are checked on that fd,
+    /// and only a regular 452-byte file is then opened for reading, through that very fd and non-blocking, so
+    /// a lease answers EWOULDBLOCK at once.
+    /// </summary>
+    private static unsafe bool TryLoadAt(int directoryFd, byte* name, string display, out ControlFile? file)
+    {
+        file = null;
+        int pathFd = openat(directoryFd, name, O_PATH | O_CLOEXEC, 0);
+        if (pathFd < 0)
+        {
+            return false; // missing or out of reach: a socket path, and connect or bind will say what is wrong
+        }
+        int fd = -1;
+        try
+        {
             stat st;
-            if (stat(p, &st) != 0 || !IsCandidate(st))
+            if (fstat(pathFd, &st) != 0 || !IsCandidate(st))
             {
                 return false;
             }
-            int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOCTTY, 0);
+            ulong device = (ulong)st.st_dev, inode = (ulong)st.st_ino;
+            fixed (byte* reopen = Encoding.ASCII.GetBytes($"/proc/self/fd/{pathFd}\0"))
+            {
+                fd = open(reopen, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0);
+            }
             if (fd < 0)
             {
                 int error = errno;
-                throw new ControlFileException($"{display}: cannot open possible control file: {Marshal.GetPInvokeErrorMessage(error)} (errno {error})", error);
+                string why = error == EAGAIN ? " (another process holds a lease on it)" : "";
+                throw new ControlFileException($"{display}: cannot open possible control file{why}: {Marshal.GetPInvokeErrorMessage(error)} (errno {error})", error);
             }
-            try
+            // The same file as the O_PATH fd; checked again because it may have been truncated meanwhile.
+            if (fstat(fd, &st) != 0 || !IsCandidate(st) || (ulong)st.st_dev != device || (ulong)st.st_ino != inode)
             {
-                // Re-check on the open file: the path may have been replaced between stat and open.
-                if (fstat(fd, &st) != 0 || !IsCandidate(st))
-                {
-                    return false;
-                }
-                var bytes = new byte[Size];
-                int total = 0;
-                fixed (byte* buffer = bytes)
-                {
-                    while (total < Size)
-                    {
-                        long n = pread(fd, buffer + total, (size_t)(Size - total), total);
-                        if (n < 0)
-                        {
-                            int error = errno;
-                            if (error == EINTR)
-                            {
-                                continue;
-                            }
-                            throw new ControlFileException($"{display}: cannot read possible control file: {Marshal.GetPInvokeErrorMessage(error)} (errno {error})", error);
-                        }
-                        if (n == 0)
-                        {
-                            return false; // truncated since fstat: no longer a control file
-                        }
-                        total += (int)n;
-                    }
-                }
-                if (BinaryPrimitives.ReadUInt64LittleEndian(bytes) != Magic)
-                {
-                    return false;
-                }
-                file = Parse(bytes, display);
-                return true;
+                return false;
             }
-            finally
+            var bytes = new byte[Size];
+            int total = 0;
+            fixed (byte* buffer = bytes)
+            {
+                while (total < Size)
+                {
+                    long n = pread(fd, buffer + total, (size_t)(Size - total), total);
+                    if (n < 0)
+                    {
+                        int error = errno;
+                        if (error == EINTR)
+                        {
+                            continue;
+                        }
+                        throw new ControlFileException($"{display}: cannot read possible control file: {Marshal.GetPInvokeErrorMessage(error)} (errno {error})", error);
+                    }
+                    if (n == 0)
+                    {
+                        return false; // truncated since fstat: no longer a control file
+                    }
+                    total += (int)n;
+                }
+            }
+            if (BinaryPrimitives.ReadUInt64LittleEndian(bytes) != Magic)
+            {
+                return false;
+            }
+            file = Parse(bytes, display);
+            return true;
+        }
+        finally
+        {
+            if (fd >= 0)
             {
                 close(fd);
             }
+            close(pathFd);
         }
     }
 

@@ -27,11 +27,18 @@ internal sealed partial class Redirector
                 return Outcome.Succeed(0, existing);
             }
             using var identity = TargetIdentity.Assume(_target, r.Pid);
+            if (identity.Errno != 0 || !TargetIdentity.TryReadUmask(r.Pid, out int umask))
+            {
+                // Never as ourselves instead: a root supervisor would create files where the program may not.
+                _log.Decision(r.Pid, "bind", endpoint.ToString(), $"rule {rule.Index}: cannot take the program's identity or umask: EACCES");
+                return Outcome.Fail(Errors.EACCES);
+            }
+            var creator = new FileCreator(identity.Credentials, umask);
             bool ipv6 = facts.Domain == Sock.AfInet6;
             // Once Swap has the copy, it is Swap's to close, whatever the outcome.
             return endpoint.Port == 0
-                ? BindEphemeral(r, fd, copy, facts, rule, endpoint, ipv6, ref keepCopy)
-                : BindAt(r, fd, copy, facts, rule, endpoint, ipv6, ref keepCopy, out _);
+                ? BindEphemeral(r, fd, copy, facts, rule, endpoint, ipv6, creator, ref keepCopy)
+                : BindAt(r, fd, copy, facts, rule, endpoint, ipv6, creator, ref keepCopy, out _);
         }
         finally
         {
@@ -39,58 +46,93 @@ internal sealed partial class Redirector
         }
     }
 
+    /// <summary>Who a socket file is created for: the identity it is created (and later removed) with, and the umask.</summary>
+    private readonly record struct FileCreator(FsCredentials? Owner, int Umask);
+
     private Outcome BindEphemeral(in SyscallRequest r, int fd, int copy, SocketFacts facts, PolicyRule rule, InetEndpoint endpoint, bool ipv6,
-        ref bool copyConsumed)
+        FileCreator creator, ref bool copyConsumed)
     {
         for (int i = 0; i < EphemeralTries; i++)
         {
             int port = Random.Shared.Next(EphemeralFirst, EphemeralLast + 1);
             var candidate = endpoint with { Port = port };
-            var outcome = BindAt(r, fd, copy, facts, rule, candidate, ipv6, ref copyConsumed, out bool inUse);
+            var outcome = BindAt(r, fd, copy, facts, rule, candidate, ipv6, creator, ref copyConsumed, out bool inUse);
             if (!inUse) return outcome;
         }
         return Outcome.Fail(Errors.EADDRINUSE);
     }
 
-    /// <summary>Creates the socket file for <paramref name="endpoint"/> and swaps the bound socket in.</summary>
+    /// <summary>
+    /// Creates the socket file for <paramref name="endpoint"/> and swaps the bound socket in. All file work
+    /// is anchored at the directory, opened once: the control-file check, the stale-file check, the mode,
+    /// and later the removal all see the same directory, whatever the target renames meanwhile.
+    /// </summary>
     private Outcome BindAt(in SyscallRequest r, int fd, int copy, SocketFacts facts, PolicyRule rule, InetEndpoint endpoint,
-        bool ipv6, ref bool copyConsumed, out bool inUse)
+        bool ipv6, FileCreator creator, ref bool copyConsumed, out bool inUse)
     {
         inUse = false;
         string path = rule.ResolvePath(endpoint.MatchAddress, endpoint.Port, RuleProtocol.Tcp);
         string subject = endpoint.ToString();
-        ControlFile? control;
-        try
+        string name = Path.GetFileName(path);
+        if (name.Length == 0 || name is "." or "..")
         {
-            ControlFile.TryLoad(path, out control);
-        }
-        catch (ControlFileException e)
-        {
-            _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index}: {e.Message}");
+            _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index}: {path} names no file");
             return Outcome.Fail(Errors.EINVAL);
         }
-        if (control is not null) return BindControlFile(r, fd, copy, facts, rule, endpoint, ipv6, control, path, ref copyConsumed);
-
-        int err = EnsureDirectory(r.Pid, Path.GetDirectoryName(path)!);
-        if (err != 0)
+        Native.FileSystem.DirectoryHandle? directory = null;
+        try
         {
-            _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index}: cannot create directory of {path}: {Errors.Name(err)}");
-            return Outcome.Fail(err == Errors.EACCES || err == Errors.EPERM ? Errors.EACCES : err);
+            // Directories are created 0755 under the program's umask, by this thread alone (see ThreadUmask).
+            int err = ThreadUmask.Set(creator.Umask);
+            if (err == 0) err = OpenSocketDirectory(Path.GetDirectoryName(path) ?? "/", out directory);
+            if (err != 0)
+            {
+                _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index}: cannot create or open the directory of {path}: {Errors.Name(err)}");
+                return Outcome.Fail(err == Errors.EACCES || err == Errors.EPERM ? Errors.EACCES : err);
+            }
+            ControlFile? control;
+            try
+            {
+                ControlFile.TryLoadAt(directory!.Fd, name, path, out control);
+            }
+            catch (ControlFileException e)
+            {
+                _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index}: {e.Message}");
+                return Outcome.Fail(Errors.EINVAL);
+            }
+            if (control is not null) return BindControlFile(r, fd, copy, facts, rule, endpoint, ipv6, control, path, ref copyConsumed);
+            return BindFile(r, fd, copy, facts, rule, endpoint, ipv6, creator, path, ref directory, name, ref copyConsumed, out inUse);
         }
-        err = Sock.Create(Sock.AfUnix, Sock.SockStream | Sock.SockCloexec, out int unix);
+        finally
+        {
+            ThreadUmask.Close();
+            directory?.Dispose();
+        }
+    }
+
+    /// <summary>Binds a Unix socket at <paramref name="name"/> in <paramref name="directory"/>; the file record takes the directory.</summary>
+    private Outcome BindFile(in SyscallRequest r, int fd, int copy, SocketFacts facts, PolicyRule rule, InetEndpoint endpoint, bool ipv6,
+        FileCreator creator, string path, ref Native.FileSystem.DirectoryHandle? directory, string name, ref bool copyConsumed, out bool inUse)
+    {
+        inUse = false;
+        string subject = endpoint.ToString();
+        int dir = directory!.Fd;
+        int err = Sock.Create(Sock.AfUnix, Sock.SockStream | Sock.SockCloexec, out int unix);
         if (err != 0) return Outcome.Fail(err);
         bool handedOver = false;
         try
         {
             CopySocketOptions(copy, unix);
             Span<byte> sa = stackalloc byte[UnixAddress.MaxSize];
-            err = UnixSockAddr(path, sa, out int size, out int dirFd, out string sunPath);
+            err = UnixSockAddrAt(dir, path, name, sa, out int size, out string sunPath);
+            // The file gets its final mode as it is created: the umask is this thread's own, no chmod after.
+            int mode = rule.Mode ?? (0x1FF & ~creator.Umask);
+            if (err == 0) err = ThreadUmask.Set(0x1FF & ~mode);
             if (err == 0)
             {
                 err = Sock.Bind(unix, sa[..size]);
-                if (err == Errors.EADDRINUSE && RemoveStaleSocketFile(path, sunPath))
+                if (err == Errors.EADDRINUSE && RemoveStaleSocketFile(dir, name, sa[..size]))
                     err = Sock.Bind(unix, sa[..size]);
-                Sock.Close(dirFd);
             }
             if (err != 0)
             {
@@ -99,15 +141,26 @@ internal sealed partial class Redirector
                 _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index} -> {path}: {Errors.Name(mapped)}");
                 return Outcome.Fail(mapped);
             }
-            if (Native.FileSystem.Lstat(path, out var st) != 0) return Outcome.Fail(Errors.EIO);
-            int mode = rule.Mode ?? (0x1FF & ~TargetProcess.Umask(r.Pid));
-            Native.FileSystem.Chmod(path, mode);
-            var file = new BoundFile(path, sunPath, st.Device, st.Inode, Sock.Inode(unix));
+            // Anything but our new socket here means the program swapped things around meanwhile.
+            if (Native.FileSystem.StatAt(dir, name, out var st) != 0 || !st.IsSocket)
+            {
+                _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index} -> {path}: the socket file went away after bind: EIO");
+                return Outcome.Fail(Errors.EIO);
+            }
+            // A default ACL on the directory decides instead of the umask: only then is a chmod needed.
+            if ((st.Mode & 0x1FF) != mode) Native.FileSystem.ChmodAt(dir, name, mode);
+            // Whatever we had recorded at this sun_path was replaced by this file.
+            _registry.FindFile(sunPath)?.Forget();
+            var file = new BoundFile(path, sunPath, directory, name, st.Device, st.Inode, Sock.Inode(unix), creator.Owner);
+            directory = null;
             var entry = new ConvertedSocket(file.SocketInode, Sock.AfUnix, ipv6) { Local = endpoint.InFamily(ipv6), File = file };
             file.Listener = entry;
             if (_log.Enabled) _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index} -> {path} (mode {Convert.ToString(mode, 8)})");
             handedOver = copyConsumed = true;
-            return Swap(r, fd, unix, copy, facts.NonBlocking, entry);
+            var outcome = Swap(r, fd, unix, copy, facts.NonBlocking, entry);
+            // Not registered (the swap failed): nobody else will remove the file.
+            if (!ReferenceEquals(_registry.FindFile(sunPath), file)) file.RemoveIfStillOurs();
+            return outcome;
         }
         finally
         {
@@ -145,46 +198,61 @@ internal sealed partial class Redirector
         return Swap(r, fd, sock, copy, facts.NonBlocking, entry);
     }
 
-    /// <summary>True when <paramref name="path"/> was a socket file nobody listens on, and is now gone.</summary>
-    private bool RemoveStaleSocketFile(string path, string sunPath)
+    /// <summary>
+    /// True when entry <paramref name="name"/> of <paramref name="directory"/> was a socket file whose socket
+    /// no longer exists, and is now gone. A socket that is bound but not listening refuses connects just
+    /// like a stale file: only sock_diag tells them apart. Runs with the binding program's identity, so it
+    /// removes nothing the program could not remove itself.
+    /// </summary>
+    private static bool RemoveStaleSocketFile(int directory, string name, ReadOnlySpan<byte> sockaddr)
     {
-        if (Native.FileSystem.Lstat(path, out var st) != 0 || !st.IsSocket) return false; // never delete other files
-        if (IsListenedOn(sunPath) || (sunPath != path && IsListenedOn(path))) return false;
-        // /proc/net/unix can skip a live socket while others come and go: before deleting, a connect must be
-        // refused. It only runs when the list saw no listener, so a live server is almost never probed.
-        if (!ConnectIsRefused(sunPath)) return false;
-        if (Native.FileSystem.Lstat(path, out var again) != 0 || again.Inode != st.Inode) return false;
-        return Native.FileSystem.Unlink(path) == 0;
+        if (Native.FileSystem.StatAt(directory, name, out var st) != 0 || !st.IsSocket) return false; // never delete other files
+        var ours = BoundFile.Find(st.Device, st.Inode);
+        if (ours is not null)
+        {
+            // One of ours: the exact lookup of its socket by inode.
+            using var diag = Native.UnixDiag.TryOpen();
+            if (diag?.Exists(ours.SocketInode) != false) return false;
+        }
+        else if (Native.UnixSocketFiles.IsBound(st.Device, st.Inode) != false)
+        {
+            return false;
+        }
+        // sock_diag sees this network namespace only: a listener elsewhere still answers a connect.
+        if (!ConnectIsRefused(sockaddr)) return false;
+        if (Native.FileSystem.StatAt(directory, name, out var again) != 0 || again.Device != st.Device || again.Inode != st.Inode) return false;
+        if (Native.FileSystem.UnlinkAt(directory, name) != 0) return false;
+        ours?.Forget();
+        return true;
     }
 
-    private static bool ConnectIsRefused(string sunPath)
+    private static bool ConnectIsRefused(ReadOnlySpan<byte> sockaddr)
     {
-        Span<byte> sa = stackalloc byte[UnixAddress.MaxSize];
-        if (!UnixAddress.TryEncode(sunPath, sa, out int size)) return false;
         if (Sock.Create(Sock.AfUnix, Sock.SockStream | Sock.SockNonblock | Sock.SockCloexec, out int probe) != 0) return false;
-        int err = Sock.Connect(probe, sa[..size]);
+        int err = Sock.Connect(probe, sockaddr);
         Sock.Close(probe);
         return err == Errors.ECONNREFUSED;
     }
 
-    /// <summary>Looks the path up among listening Unix sockets without connecting (a probe would reach the server).</summary>
-    private static bool IsListenedOn(string path) =>
-        ProcNetUnix.Read() is not { } entries || entries.Any(e => e.Listening && e.Path == path); // unreadable: assume it is
-
-    /// <summary>Creates missing directories (0755 under the target's umask); as the target, so they are its own.</summary>
-    private int EnsureDirectory(int pid, string dir)
+    /// <summary>
+    /// Opens the directory of a socket file (O_PATH), creating what is missing (0755 under the thread's umask,
+    /// as the program, so the directories are its own). Existing components are followed as the program would;
+    /// each one created is opened without following symlinks, from its parent.
+    /// </summary>
+    private static int OpenSocketDirectory(string dir, out Native.FileSystem.DirectoryHandle? directory)
     {
-        if (Native.FileSystem.Lstat(dir, out var st) == 0) return st.IsDirectory || Directory.Exists(dir) ? 0 : Errors.ENOTDIR;
-        string? parent = Path.GetDirectoryName(dir);
-        if (parent is not null && parent != dir)
-        {
-            int perr = EnsureDirectory(pid, parent);
-            if (perr != 0) return perr;
-        }
-        int err = Native.FileSystem.Mkdir(dir, 0x1ED /* 0755 */);
-        if (err == Errors.EEXIST) return 0;
+        int err = Native.FileSystem.OpenDirectory(dir, out directory);
+        if (err != Errors.ENOENT) return err;
+        string? parentPath = Path.GetDirectoryName(dir);
+        string name = Path.GetFileName(dir);
+        if (parentPath is null || name.Length == 0) return err;
+        err = OpenSocketDirectory(parentPath, out var parent);
         if (err != 0) return err;
-        Native.FileSystem.Chmod(dir, 0x1ED & ~TargetProcess.Umask(pid));
-        return 0;
+        using (parent)
+        {
+            err = Native.FileSystem.MkdirAt(parent!.Fd, name, 0x1ED /* 0755 */);
+            if (err != 0 && err != Errors.EEXIST) return err;
+            return Native.FileSystem.OpenDirectoryAt(parent.Fd, name, out directory);
+        }
     }
 }

@@ -19,6 +19,7 @@ internal sealed partial class Redirector
         {
             if (rule is null) return RestartedConnect(copy);
             using var identity = TargetIdentity.Assume(_target, r.Pid);
+            if (identity.Errno != 0) return IdentityRefused(r, endpoint, rule.Index);
             string path = rule.ResolvePath(endpoint.MatchAddress, endpoint.Port, RuleProtocol.Tcp);
             bool ipv6 = facts.Domain == Sock.AfInet6;
             var peer = endpoint.InFamily(ipv6);
@@ -88,6 +89,13 @@ internal sealed partial class Redirector
             failure = Outcome.Fail(Errors.ECONNREFUSED);
             return true;
         }
+    }
+
+    /// <summary>The program's identity could not be taken: never connect as ourselves instead.</summary>
+    private Outcome IdentityRefused(in SyscallRequest r, InetEndpoint endpoint, int ruleIndex)
+    {
+        _log.Decision(r.Pid, "connect", endpoint.ToString(), $"rule {ruleIndex}: cannot take the program's identity: EACCES");
+        return Outcome.Fail(Errors.EACCES);
     }
 
     /// <summary>A connect restarted after a signal, on a socket we already swapped: finish it, do not fail it.</summary>

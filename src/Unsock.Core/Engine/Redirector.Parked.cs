@@ -102,7 +102,9 @@ internal sealed partial class Redirector
     {
         var r = c.Request;
         int err;
-        using (TargetIdentity.Assume(_target, r.Pid)) err = Sock.Connect(c.Unix, c.SockAddr); // the file's permissions are checked at each try
+        // The file's permissions are checked at each try: as the program, or not at all.
+        using (var identity = TargetIdentity.Assume(_target, r.Pid))
+            err = identity.Errno != 0 ? identity.Errno : Sock.Connect(c.Unix, c.SockAddr);
         if (err == Errors.EAGAIN)
         {
             c.RetryLater();

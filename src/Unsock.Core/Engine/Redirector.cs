@@ -167,7 +167,11 @@ internal sealed partial class Redirector : IDisposable
         return err == Errors.ENOENT ? Outcome.Answered : Outcome.Fail(err);
     }
 
-    /// <summary>The sockaddr_un for <paramref name="path"/>, through /proc/self/fd when it is longer than sun_path.</summary>
+    /// <summary>
+    /// The sockaddr_un for <paramref name="path"/>, through /proc/self/fd/DIRFD/NAME when it is longer than
+    /// sun_path. On success the caller closes <paramref name="directoryFd"/> (-1 when none was needed); on
+    /// failure nothing is left open.
+    /// </summary>
     private static int UnixSockAddr(string path, Span<byte> sockaddr, out int size, out int directoryFd, out string sunPath)
     {
         directoryFd = -1;
@@ -176,7 +180,21 @@ internal sealed partial class Redirector : IDisposable
         string dir = Path.GetDirectoryName(path) ?? "/";
         int err = Native.FileSystem.OpenDirectoryPath(dir, out directoryFd);
         if (err != 0) return err;
-        sunPath = $"/proc/self/fd/{directoryFd}/{Path.GetFileName(path)}";
+        err = UnixSockAddrAt(directoryFd, path, Path.GetFileName(path), sockaddr, out size, out sunPath);
+        if (err != 0)
+        {
+            Sock.Close(directoryFd);
+            directoryFd = -1;
+        }
+        return err;
+    }
+
+    /// <summary>The sockaddr_un for entry <paramref name="name"/> of the open directory that <paramref name="path"/> names.</summary>
+    private static int UnixSockAddrAt(int directoryFd, string path, string name, Span<byte> sockaddr, out int size, out string sunPath)
+    {
+        sunPath = path;
+        if (UnixAddress.TryEncode(path, sockaddr, out size)) return 0;
+        sunPath = $"/proc/self/fd/{directoryFd}/{name}";
         return UnixAddress.TryEncode(sunPath, sockaddr, out size) ? 0 : Errors.ENAMETOOLONG;
     }
 

@@ -3,24 +3,95 @@ using Native = global::Interop;
 
 namespace Unsock.Core.Engine;
 
-/// <summary>A socket file that a target bound through us; removed when its socket is gone everywhere.</summary>
-internal sealed class BoundFile(string path, string sunPath, ulong device, ulong inode, ulong socketInode)
+/// <summary>
+/// A socket file that a target bound through us; removed when its socket is gone everywhere. It keeps the
+/// directory it was created in (O_PATH) and the identity that created it: removal is unlinkat in that
+/// directory, as that identity, after checking the entry there, so neither a directory swapped for a
+/// symlink nor a root supervisor can make it remove anything the target could not remove itself.
+/// </summary>
+internal sealed class BoundFile
 {
-    public string Path { get; } = path;
+    // Files not yet removed or forgotten, by device and inode: a new file of ours with the same numbers
+    // means the old one is gone (its inode was reused), and the old record must never act on the new file.
+    private static readonly Dictionary<(ulong Device, ulong Inode), BoundFile> Live = new();
+    private readonly Native.FileSystem.DirectoryHandle _directory;
+
+    public BoundFile(string path, string sunPath, Native.FileSystem.DirectoryHandle directory, string name, ulong device, ulong inode,
+        ulong socketInode, FsCredentials? owner)
+    {
+        Path = path;
+        SunPath = sunPath;
+        _directory = directory;
+        Name = name;
+        Device = device;
+        Inode = inode;
+        SocketInode = socketInode;
+        Owner = owner;
+        BoundFile? replaced;
+        lock (Live)
+        {
+            Live.Remove((device, inode), out replaced);
+            Live[(device, inode)] = this;
+        }
+        replaced?.Forget();
+    }
+
+    public string Path { get; }
     /// <summary>What getsockname of the listener (and of every accepted socket) reports as sun_path.</summary>
-    public string SunPath { get; } = sunPath;
-    public ulong Device { get; } = device;
-    public ulong Inode { get; } = inode;
-    public ulong SocketInode { get; } = socketInode;
+    public string SunPath { get; }
+    /// <summary>The entry in the directory the file was created in.</summary>
+    public string Name { get; }
+    public ulong Device { get; }
+    public ulong Inode { get; }
+    public ulong SocketInode { get; }
+    /// <summary>Who created the file, and who removes it; null for the supervisor itself (not root, or a root target).</summary>
+    public FsCredentials? Owner { get; }
     public ConvertedSocket? Listener { get; set; }
     /// <summary>When it was registered: a sweep leaves alone what came after it had read the live sockets.</summary>
     public long Sequence { get; set; }
 
-    /// <summary>Unlinks the file unless somebody replaced it since we created it.</summary>
+    /// <summary>The file of ours at <paramref name="device"/>/<paramref name="inode"/>, unless removed or forgotten.</summary>
+    public static BoundFile? Find(ulong device, ulong inode)
+    {
+        lock (Live) return Live.GetValueOrDefault((device, inode));
+    }
+
+    /// <summary>
+    /// Unlinks the file unless somebody replaced it since we created it (checked on the directory it was
+    /// created in: same device and inode, still a socket); done once, with the creator's identity.
+    /// </summary>
     public bool RemoveIfStillOurs()
     {
-        if (Native.FileSystem.Lstat(Path, out var st) != 0 || st.Device != Device || st.Inode != Inode) return false;
-        return Native.FileSystem.Unlink(Path) == 0;
+        lock (this)
+        {
+            if (_directory.IsClosed) return false;
+            try
+            {
+                using var identity = TargetIdentity.Assume(Owner);
+                if (identity.Errno != 0) return false; // never as anyone else: the file stays
+                int dir = _directory.Fd;
+                if (Native.FileSystem.StatAt(dir, Name, out var st) != 0 || st.Device != Device || st.Inode != Inode || !st.IsSocket) return false;
+                return Native.FileSystem.UnlinkAt(dir, Name) == 0;
+            }
+            finally
+            {
+                Release();
+            }
+        }
+    }
+
+    /// <summary>The file is no longer ours (replaced or removed by others): keep nothing, remove nothing.</summary>
+    public void Forget()
+    {
+        lock (this) Release();
+    }
+
+    private void Release()
+    {
+        if (_directory.IsClosed) return;
+        lock (Live)
+            if (Live.TryGetValue((Device, Inode), out var current) && ReferenceEquals(current, this)) Live.Remove((Device, Inode));
+        _directory.Dispose();
     }
 }
 

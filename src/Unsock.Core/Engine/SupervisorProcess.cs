@@ -4,8 +4,9 @@ namespace Unsock.Core.Engine;
 public static class SupervisorProcess
 {
     /// <summary>
-    /// Socket files are created with our umask, then chmod-ed to what the target or the rule wants: with
-    /// 077 nobody else can connect in between.
+    /// Files created for targets get each target's umask on the creating thread alone (ThreadUmask), with
+    /// their final mode from the start; 077 process-wide keeps anything else we create, and every thread's
+    /// umask before it first creates a target's file, closed to others.
     /// </summary>
     public static void RestrictUmask() => global::Interop.FileSystem.SetUmask(0x3F /* 077 */);
 }

@@ -1,35 +1,59 @@
-using Tmds.Linux;
+using System.Globalization;
 using static Tmds.Linux.LibC;
 using Native = global::Interop.Identity;
 
 namespace Unsock.Core.Engine;
 
+/// <summary>The filesystem identity a target acts with: fsuid, fsgid and supplementary groups (sorted).</summary>
+internal sealed record FsCredentials(uint Uid, uint Gid, uint[] Groups)
+{
+    public override string ToString() => $"uid {Uid}, gid {Gid}, groups [{string.Join(' ', Groups)}]";
+}
+
 /// <summary>
 /// A root supervisor acting for an unprivileged target is a confused deputy: it could connect to socket
-/// files, or create them in directories, that the target may not touch. Around such operations the
-/// handling thread takes the target's filesystem identity (fsuid, fsgid, supplementary groups), which
-/// Linux keeps per thread.
+/// files, or create or delete them in directories, that the target may not touch. Around such operations
+/// the handling thread takes the target's filesystem identity (fsuid, fsgid, supplementary groups), which
+/// Linux keeps per thread. It fails closed: when the identity cannot be read or does not take effect,
+/// nothing is switched and the scope says EACCES; the caller then does nothing.
 /// </summary>
 internal static unsafe class TargetIdentity
 {
     private static readonly bool Root = geteuid() == 0;
-    private static readonly uint[] OwnGroups = ReadOwnGroups();
+    private static readonly uint OwnGid = getegid();
+    private static readonly uint[] OwnGroups = Native.ThreadGroups() ?? [];
+    // Who this thread acts as now (null: the supervisor itself); scopes nest, each gives back what it found.
+    [ThreadStatic] private static FsCredentials? t_current;
+    // Set when switching back failed: this thread then acts for nobody until a switch back succeeds.
+    [ThreadStatic] private static bool t_unknown;
 
-    /// <summary>Restores the supervisor's identity when disposed. A no-op unless we are root and the target is not.</summary>
+    /// <summary>Gives back the identity the thread had before, when disposed.</summary>
     public readonly struct Scope : IDisposable
     {
         private readonly bool _switched;
+        private readonly FsCredentials? _previous;
 
-        internal Scope(bool switched) => _switched = switched;
+        internal Scope(bool switched, FsCredentials? previous, FsCredentials? credentials, int errno)
+        {
+            _switched = switched;
+            _previous = previous;
+            Credentials = credentials;
+            Errno = errno;
+        }
+
+        /// <summary>0, or EACCES when the target's identity could not be taken: then do nothing for it.</summary>
+        public int Errno { get; }
+
+        /// <summary>Who this thread acts as now; null for the supervisor itself (not root, or a root target).</summary>
+        public FsCredentials? Credentials { get; }
 
         public void Dispose()
         {
-            if (!_switched) return;
-            Native.SetThreadGroups(OwnGroups);
-            Native.SetFsGid(0);
-            Native.SetFsUid(0);
+            if (_switched && !SwitchTo(_previous)) SwitchTo(null);
         }
     }
+
+    private static Scope Refused => new(switched: false, previous: null, credentials: null, Errors.EACCES);
 
     /// <summary>Takes the identity of thread <paramref name="tid"/> for file system access on this thread.</summary>
     /// <param name="target">The calling notification thread's cache, or null on a worker thread.</param>
@@ -37,35 +61,81 @@ internal static unsafe class TargetIdentity
     {
         if (!Root) return default;
         // The pidfd tells the credentials in one ioctl (6.13): that rules out the common root-for-root case.
-        if (target is not null && target.TryGetFsIds(tid, out uint fsuid, out _) && fsuid == 0) return default;
-        if (!TryRead(tid, out uint uid, out uint gid, out uint[] groups) || uid == 0) return default;
+        if (target is not null && target.TryGetFsIds(tid, out uint fsuid, out _) && fsuid == 0) return Assume(credentials: null);
+        return TryRead(tid, out var credentials) ? Assume(credentials) : Refused;
+    }
+
+    /// <summary>Takes recorded credentials (those a socket file was created with); null acts as the supervisor.</summary>
+    public static Scope Assume(FsCredentials? credentials)
+    {
+        if (!Root) return default;
+        if (credentials is { Uid: 0 }) credentials = null; // a root target: we act as ourselves
+        if (t_unknown && !SwitchTo(null)) return Refused;
+        var previous = t_current;
+        if (Same(previous, credentials)) return new Scope(switched: false, previous, credentials, 0);
+        if (SwitchTo(credentials)) return new Scope(switched: true, previous, credentials, 0);
+        if (!SwitchTo(previous)) SwitchTo(null);
+        return Refused;
+    }
+
+    /// <summary>
+    /// Sets this thread's groups, fsgid and fsuid (null: the supervisor's own) and reads them back: the kernel
+    /// ignores a switch it does not allow (no CAP_SETUID, say) without a word.
+    /// </summary>
+    private static bool SwitchTo(FsCredentials? credentials)
+    {
+        uint uid = credentials?.Uid ?? 0, gid = credentials?.Gid ?? OwnGid;
+        uint[] groups = credentials?.Groups ?? OwnGroups;
         Native.SetThreadGroups(groups);
         Native.SetFsGid(gid);
         Native.SetFsUid(uid);
-        return new Scope(switched: true);
+        bool done = Native.FsUid() == uid && Native.FsGid() == gid && Native.ThreadGroups() is { } now && now.AsSpan().SequenceEqual(groups);
+        if (done) t_current = credentials;
+        t_unknown = !done;
+        return done;
     }
 
-    private static bool TryRead(int tid, out uint uid, out uint gid, out uint[] groups)
+    private static bool Same(FsCredentials? a, FsCredentials? b) =>
+        a is null ? b is null : b is not null && a.Uid == b.Uid && a.Gid == b.Gid && a.Groups.AsSpan().SequenceEqual(b.Groups);
+
+    /// <summary>The umask of thread <paramref name="tid"/> (what files created for it are subject to); false when unreadable.</summary>
+    public static bool TryReadUmask(int tid, out int umask)
     {
-        uid = gid = 0;
-        groups = [];
+        umask = 0;
+        return TargetProcess.ReadStatus(tid, "Umask:") is [{ } value] && TryOctal(value, out umask);
+    }
+
+    private static bool TryOctal(string text, out int value)
+    {
+        value = 0;
+        foreach (char c in text)
+        {
+            if (c is < '0' or > '7' || value > 0x1FF) return false;
+            value = value * 8 + (c - '0');
+        }
+        return text.Length > 0 && value <= 0x1FF;
+    }
+
+    /// <summary>The fs ids and groups from /proc/TID/status; false when it cannot be read or parsed.</summary>
+    internal static bool TryRead(int tid, out FsCredentials credentials)
+    {
+        credentials = null!;
         // "Uid:\treal\teffective\tsaved\tfs": access checks use the fs ids.
         if (TargetProcess.ReadStatus(tid, "Uid:", "Gid:", "Groups:") is not [{ } uids, { } gids, var groupList]) return false;
-        uid = Field(uids, 3);
-        gid = Field(gids, 3);
-        groups = (groupList ?? "").Split((char[])[' ', '\t'], StringSplitOptions.RemoveEmptyEntries).Select(uint.Parse).ToArray();
+        if (!TryField(uids, 3, out uint uid) || !TryField(gids, 3, out uint gid)) return false;
+        var parts = (groupList ?? "").Split((char[])[' ', '\t'], StringSplitOptions.RemoveEmptyEntries);
+        var groups = new uint[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!uint.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out groups[i])) return false;
+        Array.Sort(groups);
+        credentials = new FsCredentials(uid, gid, groups);
         return true;
     }
 
-    private static uint Field(string values, int index) =>
-        uint.Parse(values.Split((char[])[' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[index]);
-
-    private static uint[] ReadOwnGroups()
+    private static bool TryField(string values, int index, out uint value)
     {
-        int n = getgroups(0, null);
-        if (n <= 0) return [];
-        var groups = new uint[n];
-        fixed (uint* g = groups) n = getgroups(n, (gid_t*)g);
-        return n < 0 ? [] : groups[..n];
+        value = 0;
+        var fields = values.Split((char[])[' ', '\t'], StringSplitOptions.RemoveEmptyEntries);
+        return fields.Length > index && uint.TryParse(fields[index], NumberStyles.None, CultureInfo.InvariantCulture, out value);
     }
 }

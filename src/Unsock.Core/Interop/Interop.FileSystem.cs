@@ -1,4 +1,5 @@
 using Unsock.Core;
+using System.Runtime.InteropServices;
 using System.Text;
 using Tmds.Linux;
 using static Tmds.Linux.LibC;
@@ -99,5 +100,73 @@ internal static partial class Interop
         }
 
         public static int SetUmask(int mask) => (int)(uint)umask((mode_t)mask);
+
+        private const int AtSymlinkNoFollow = 0x100;
+
+        [LibraryImport(Libc, EntryPoint = "fstatat", SetLastError = true)]
+        private static partial int FStatAt(int dirFd, byte* path, stat* buf, int flags);
+
+        /// <summary>
+        /// A directory opened O_PATH: what the file work for a socket file is anchored at, so that nothing
+        /// a target renames or swaps afterwards can move that work somewhere else.
+        /// </summary>
+        internal sealed class DirectoryHandle() : SafeHandle(-1, ownsHandle: true)
+        {
+            internal DirectoryHandle(int fd) : this() => SetHandle(fd);
+
+            public override bool IsInvalid => handle == -1;
+
+            public int Fd => (int)handle;
+
+            protected override bool ReleaseHandle() => close((int)handle) == 0;
+        }
+
+        /// <summary>Opens directory <paramref name="path"/> (symlinks followed) as O_PATH; 0 or errno.</summary>
+        public static int OpenDirectory(string path, out DirectoryHandle? directory)
+        {
+            int fd;
+            fixed (byte* p = Z(path)) fd = open(p, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+            directory = fd < 0 ? null : new DirectoryHandle(fd);
+            return fd < 0 ? errno : 0;
+        }
+
+        /// <summary>Opens directory <paramref name="name"/> in <paramref name="parent"/> as O_PATH, not following a symlink; 0 or errno.</summary>
+        public static int OpenDirectoryAt(int parent, string name, out DirectoryHandle? directory)
+        {
+            int fd;
+            fixed (byte* p = Z(name)) fd = openat(parent, p, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+            directory = fd < 0 ? null : new DirectoryHandle(fd);
+            return fd < 0 ? errno : 0;
+        }
+
+        public static int MkdirAt(int directory, string name, int mode)
+        {
+            fixed (byte* p = Z(name)) return mkdirat(directory, p, (mode_t)mode) < 0 ? errno : 0;
+        }
+
+        /// <summary>fstatat(AT_SYMLINK_NOFOLLOW) of entry <paramref name="name"/> of <paramref name="directory"/>; 0 or errno.</summary>
+        public static int StatAt(int directory, string name, out FileStatus status)
+        {
+            stat st;
+            fixed (byte* p = Z(name))
+            {
+                if (FStatAt(directory, p, &st, AtSymlinkNoFollow) < 0) { status = default; return Marshal.GetLastPInvokeError(); }
+            }
+            status = new((ulong)st.st_dev, (ulong)st.st_ino, (uint)st.st_mode, (long)st.st_size, (uint)st.st_uid);
+            return 0;
+        }
+
+        public static int UnlinkAt(int directory, string name)
+        {
+            fixed (byte* p = Z(name)) return unlinkat(directory, p, 0) < 0 ? errno : 0;
+        }
+
+        public static int ChmodAt(int directory, string name, int mode)
+        {
+            fixed (byte* p = Z(name)) return fchmodat(directory, p, (mode_t)mode, 0) < 0 ? errno : 0;
+        }
+
+        /// <summary>Gives the calling thread its own umask, cwd and root (unshare(CLONE_FS)); 0 or errno.</summary>
+        public static int UnshareFileSystemContext() => unshare(CLONE_FS) < 0 ? errno : 0;
     }
 }
