@@ -177,6 +177,8 @@ internal sealed partial class Redirector
     private Outcome CarryOut(in SyscallRequest r, RuleDirection direction, int copy, ReadOnlySpan<byte> sockaddr, SocketFacts facts,
         InetEndpoint? endpoint, FastOpenSend? fastOpen)
     {
+        // Still the task we copied the fd from (a tid reused meanwhile would have us act on another's socket).
+        if (!_listener.IsValid(r.Id)) return Closing(copy, Outcome.Answered);
         if (direction == RuleDirection.Bind)
         {
             try

@@ -49,6 +49,9 @@ public sealed class NativeTcpServer : IDisposable
 
     public int Accepted => Volatile.Read(ref _accepted);
 
+    /// <summary>For a server made with accept false: from now on, accept and echo what is waiting and what comes.</summary>
+    public void StartAccepting() => _ = AcceptLoop();
+
     private async Task AcceptLoop()
     {
         while (true)
@@ -201,6 +204,23 @@ public class DecisionIntegrityTests : IntegrationTest
         Assert.True(0 == client.WaitForExit(Long), client.Describe());
         Assert.Contains("connected 0", client.Stdout);
         Assert.Matches(@"errno 115 after 0\.[2-9]", client.Stdout); // EINPROGRESS after SO_SNDTIMEO, as the kernel says
+    }
+
+    [Fact]
+    public void ARestartedConnectStillInProgressEndsConnectedAsOnTcp()
+    {
+        using var dir = new TempDir();
+        using var server = new NativeTcpServer(accept: false);
+        using var client = Launch(Guarded(dir), Py, GuardProbe, "restart", server.Port.ToString());
+        Assert.True(Wait.Until(() => client.Stdout.Contains("connecting"), TimeSpan.FromSeconds(20)), client.Describe());
+        Thread.Sleep(1500); // signals keep restarting the waiting connect meanwhile
+        server.StartAccepting();
+        Assert.True(0 == client.WaitForExit(Long), client.Describe());
+        var r = JsonDocument.Parse(client.Stdout.Split('\n').First(l => l.StartsWith('{'))).RootElement;
+        Assert.Equal("OK", r.GetProperty("result").GetString());
+        Assert.True(r.GetProperty("seconds").GetDouble() >= 1.0, client.Stdout); // it did wait, restarted by each signal
+        Assert.Equal("after", r.GetProperty("echo").GetString());
+        Assert.Equal("EISCONN", r.GetProperty("again").GetString());
     }
 
     [Fact]

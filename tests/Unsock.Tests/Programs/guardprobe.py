@@ -222,6 +222,37 @@ def connects(port, closed_port):
     print(json.dumps(out), flush=True)
 
 
+def restart(port):
+    """A blocking connect that waits (the listener's backlog is full) while SIGUSR1 arrives every 10 ms with
+    SA_RESTART: each restart finds the connect in progress; it must end as TCP's does, connected."""
+    port = int(port)
+    got = [0]
+    signal.signal(signal.SIGUSR1, lambda *_: got.__setitem__(0, got[0] + 1))
+    signal.siginterrupt(signal.SIGUSR1, False)
+    first = socket.create_connection(("127.0.0.1", port))  # fills the backlog of 0
+    stop = threading.Event()
+
+    def pester():
+        while not stop.is_set():
+            os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(0.01)
+
+    threading.Thread(target=pester, daemon=True).start()
+    c = socket.socket()
+    print("connecting", flush=True)
+    start = time.monotonic()
+    result = attempt(lambda: c.connect(("127.0.0.1", port)))
+    stop.set()
+    out = {"result": result, "signals_during": got[0], "seconds": round(time.monotonic() - start, 2)}
+    if result == "OK":
+        c.sendall(b"after")
+        c.settimeout(10)
+        out["echo"] = c.recv(5).decode()
+        out["again"] = attempt(lambda: c.connect(("127.0.0.1", port)))
+    first.close()
+    print(json.dumps(out), flush=True)
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {
@@ -230,4 +261,5 @@ if __name__ == "__main__":
         "flood": lambda: flood(*args),
         "fastopen": lambda: fastopen(*args),
         "connects": lambda: connects(*args),
+        "restart": lambda: restart(*args),
     }[cmd]()

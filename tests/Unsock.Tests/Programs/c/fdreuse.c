@@ -60,6 +60,7 @@ int main(int argc, char **argv)
     close(fd);
     int file = open(argv[2], O_RDONLY);
     // Room in the backlog: the waiting connect can go through now.
+    fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK);
     for (int i = 0; i < 8; i++) {
         int a = accept4(listener, NULL, NULL, SOCK_NONBLOCK);
         if (a >= 0) close(a);
