@@ -119,6 +119,7 @@ public class DecisionIntegrityTests : IntegrationTest
         using var victim = new NativeTcpServer();
         using var attacker = Launch(RejectAll(dir), CPrograms.Path("addrflip"), victim.Port.ToString(), "20000", "family");
         Assert.True(0 == attacker.WaitForExit(TimeSpan.FromMinutes(5)), attacker.Describe());
+        Console.WriteLine($"addrflip: {attacker.Stdout.Trim()}, victim accepted {victim.Accepted}");
         Assert.Contains("bypasses 0 tries 20000", attacker.Stdout);
         Assert.Equal(0, victim.Accepted);
     }
@@ -132,6 +133,7 @@ public class DecisionIntegrityTests : IntegrationTest
         string policy = Policies.Write(dir, """{ "rules": [ { "address": "127.0.0.1/32", "reject": "EACCES" } ] }""");
         using var attacker = Launch(policy, CPrograms.Path("addrflip"), victim.Port.ToString(), "5000", "address");
         Assert.True(0 == attacker.WaitForExit(TimeSpan.FromMinutes(5)), attacker.Describe());
+        Console.WriteLine($"addrflip: {attacker.Stdout.Trim()}, victim accepted {victim.Accepted}");
         Assert.Contains("bypasses 0 tries 5000", attacker.Stdout);
         Assert.Equal(0, victim.Accepted);
     }
@@ -143,6 +145,7 @@ public class DecisionIntegrityTests : IntegrationTest
         using var victim = new NativeTcpServer();
         using var attacker = Launch(RejectAll(dir), CPrograms.Path("addrflip"), victim.Port.ToString(), "2000", "fastopen");
         Assert.True(0 == attacker.WaitForExit(TimeSpan.FromMinutes(5)), attacker.Describe());
+        Console.WriteLine($"addrflip: {attacker.Stdout.Trim()}, victim accepted {victim.Accepted}");
         Assert.Contains("bypasses 0 tries 2000 errno 13", attacker.Stdout); // EACCES, the rule's errno
         Assert.Equal(0, victim.Accepted);
     }
