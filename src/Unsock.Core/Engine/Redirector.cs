@@ -153,12 +153,13 @@ internal sealed partial class Redirector : IDisposable
             err = _listener.ReplaceFd(r.Id, replacement, targetFd, cloexec);
             if (err == 0) return Outcome.AfterSwap(entry, replacement, oldCopy);
             // The target was interrupted or killed before the fd went in: nothing changed on its side.
-            if (entry.File is { } f) _registry.RemoveFile(f);
         }
         else if (err is Errors.EBADF or Errors.ENOTSOCK)
         {
             _log.Decision(r.Pid, Syscalls.Name(r.Nr), $"fd {targetFd}", $"the fd was closed or reopened during the call: {Errors.Name(err)}, nothing replaced");
         }
+        // Nothing went in: the socket file bound for it would be left to nobody.
+        if (entry.File is { } f) _registry.RemoveFile(f);
         Sock.Close(replacement);
         Sock.Close(oldCopy);
         return err == Errors.ENOENT ? Outcome.Answered : Outcome.Fail(err);
