@@ -241,6 +241,21 @@ public class DecisionIntegrityTests : IntegrationTest
     }
 
     [Fact]
+    public void ABindWeCarryOutAsRootStillNeedsTheProgramsOwnRightToAPrivilegedPort()
+    {
+        Assert.True(Environment.IsPrivilegedProcess, "this test needs root, as CI and the development machines have");
+        using var dir = new TempDir();
+        File.SetUnixFileMode(dir.Path, (UnixFileMode)0x1FF);
+        string policy = Guarded(dir);
+        using var nobody = Launch(policy, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", Py, Probe, "bind", "127.0.0.1", "987");
+        Assert.True(0 == nobody.WaitForExit(Long), nobody.Describe());
+        Assert.Equal("errno 13\n", nobody.Stdout); // EACCES, as the kernel tells nobody
+        using var root = Launch(policy, Py, Probe, "bind", "127.0.0.1", "0");
+        Assert.True(0 == root.WaitForExit(Long), root.Describe());
+        Assert.Equal("bound\n", root.Stdout);
+    }
+
+    [Fact]
     public void ErrnosMatchTheKernelOnRedirectedSockets()
     {
         using var dir = new TempDir();
