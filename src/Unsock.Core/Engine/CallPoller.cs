@@ -34,6 +34,9 @@ internal abstract class ParkedCall(ListenerAttachment attachment, SyscallRequest
     /// <summary>Tries to finish on <paramref name="handler"/> (entered for this call's attachment); true once answered.</summary>
     public abstract bool Resume(Redirector handler);
 
+    /// <summary>What a caught signal makes the call return: ERESTARTSYS restarts it (SA_RESTART) or gives EINTR.</summary>
+    public virtual int InterruptErrno => Errors.ERESTARTSYS;
+
     /// <summary>The deadline passed: answer as the program expects.</summary>
     public abstract void TimedOut(Redirector handler);
 
@@ -225,7 +228,7 @@ internal sealed unsafe class CallPoller : IDisposable
                 if (!listener.IsValid(r.Id)) { Finish(call); continue; } // killed, or its listener is gone
                 if (TargetProcess.HasDeliverableSignal(r.Pid))
                 {
-                    listener.Fail(r.Id, Errors.ERESTARTSYS);
+                    listener.Fail(r.Id, call.InterruptErrno);
                     Finish(call);
                     continue;
                 }

@@ -12,6 +12,10 @@ public static class FilterPlan
     private const int SolSocket = 1, SolIp = 0, SolTcp = 6, SolIpv6 = 41, SoProtocol = 38, SoDomain = 39;
     private const int ShutWr = 1, AfInet = 2, AfInet6 = 10;
 
+    private const ulong MsgFastOpen = 0x20000000;
+
+    private static ArgCondition FastOpenFlag(int arg) => new(arg, ArgOp.MaskedEqual, MsgFastOpen, MsgFastOpen);
+
     public static IReadOnlyList<SyscallRule> For(Policy policy)
     {
         var rules = new List<SyscallRule>();
@@ -20,6 +24,11 @@ public static class FilterPlan
         {
             rules.Add(new(Syscalls.Connect, FilterAction.Notify));
             rules.Add(new(Syscalls.Bind, FilterAction.Notify));
+            // MSG_FASTOPEN makes a send connect (TCP Fast Open): trapped with that flag only, so the data path
+            // (every other send) stays at full speed. The flags are arg 3 of sendto/sendmmsg, arg 2 of sendmsg.
+            rules.Add(new(Syscalls.SendTo, FilterAction.Notify, FastOpenFlag(3)));
+            rules.Add(new(Syscalls.SendMsg, FilterAction.Notify, FastOpenFlag(2)));
+            rules.Add(new(Syscalls.SendMmsg, FilterAction.Notify, FastOpenFlag(3)));
             // io_uring's connect/accept/socket never pass through seccomp: without it libraries fall back.
             rules.Add(new(Syscalls.IoUringSetup, FilterAction.Errno(Errors.ENOSYS)));
         }

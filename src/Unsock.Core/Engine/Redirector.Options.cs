@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using Sock = global::Interop.Socket;
+using Native = global::Interop.FileOwner;
 
 namespace Unsock.Core.Engine;
 
@@ -47,8 +48,23 @@ internal sealed partial class Redirector
         return b;
     }
 
+    // TCP_INFO, TCP_CONGESTION, TCP_MD5SIG, TCP_CC_INFO, TCP_SAVED_SYN, TCP_REPAIR_WINDOW, TCP_ULP,
+    // TCP_MD5SIG_EXT, TCP_FASTOPEN_KEY, TCP_ZEROCOPY_RECEIVE and the TCP_AO_* structs are not ints.
     private static bool IsIntOption(int level, int option) =>
-        !(level == Sock.SolTcp && option is TcpCongestion or TcpInfo or 14 /* TCP_MD5SIG */ or 26 /* TCP_ULP */);
+        !(level == Sock.SolTcp && option is TcpInfo or TcpCongestion or 14 or 26 or 28 or 29 or 31 or 32 or 33 or 35 or (>= 38 and <= 42));
+
+    /// <summary>
+    /// Option numbers the kernel knows at this level for a TCP socket (include/uapi/linux/tcp.h, in.h, in6.h);
+    /// the kernel answers ENOPROTOOPT for the rest, and so do we, so that what we store stays bounded.
+    /// IPv6-level options exist only on AF_INET6 sockets; IP-level ones on both.
+    /// </summary>
+    private static bool IsKnownOption(int level, int option, bool ipv6) => level switch
+    {
+        Sock.SolTcp => option is (>= 1 and <= 14) or (>= 16 and <= 45),
+        Sock.SolIp => option is (>= 1 and <= 26) or (>= 32 and <= 52),
+        Sock.SolIpv6 => ipv6 && option is (>= 1 and <= 11) or (>= 16 and <= 36) or (>= 42 and <= 62) or 66 or 67 or 70 or (>= 72 and <= 78),
+        _ => false,
+    };
 
     private Outcome GetSockOpt(in SyscallRequest r)
     {
@@ -70,6 +86,7 @@ internal sealed partial class Redirector
             }
             else
             {
+                if (!IsKnownOption(level, option, entry.IPv6)) return Outcome.Fail(Errors.ENOPROTOOPT);
                 bool listening = Sock.GetInt(copy, Sock.SolSocket, Sock.SoAcceptConn, out int acc) == 0 && acc != 0;
                 value = entry.GetOption(level, option) ?? DefaultOption(level, option, listening);
                 if (value is null) return Outcome.Fail(Errors.ENOPROTOOPT);
@@ -100,6 +117,7 @@ internal sealed partial class Redirector
         if (!TryCopyConverted(r, out int copy, out var entry)) return Outcome.Continue;
         try
         {
+            if (!IsKnownOption(level, option, entry.IPv6)) return Outcome.Fail(Errors.ENOPROTOOPT);
             if (length > MaxOptionLength) return Outcome.Fail(Errors.EINVAL);
             if (IsIntOption(level, option) && length < 4) return Outcome.Fail(Errors.EINVAL);
             var value = new byte[IsIntOption(level, option) ? 4 : length];
@@ -118,7 +136,14 @@ internal sealed partial class Redirector
         try
         {
             var entry = _registry.Find(Sock.Inode(copy));
-            if (entry?.File is { } file && Sock.GetInt(copy, Sock.SolSocket, Sock.SoAcceptConn, out int acc) == 0 && acc != 0)
+            bool listening = Sock.GetInt(copy, Sock.SolSocket, Sock.SoAcceptConn, out int acc) == 0 && acc != 0;
+            if (entry is { Local: not null, Peer: null, AcceptedFromListener: false } && !listening)
+            {
+                // Bound through us, never connected: TCP marks the socket shut down and says ENOTCONN; a Unix socket would say 0.
+                Native.Shutdown(copy, (int)r.A1);
+                return Outcome.Fail(Errors.ENOTCONN);
+            }
+            if (entry?.File is { } file && listening)
             {
                 _registry.RemoveFile(file);
                 _log.Decision(r.Pid, "shutdown", entry.Local?.ToString() ?? "", $"listener shut down, removed {file.Path}");

@@ -49,6 +49,8 @@ internal sealed partial class Redirector
         public int DirFd = -1;
         public required Redirector.SocketFacts Facts;
         public required InetEndpoint Peer;
+        /// <summary>The address a socket we swapped at bind keeps reporting.</summary>
+        public InetEndpoint? Local;
         public required string Path;
         public required int RuleIndex;
         public bool Consumed;
@@ -80,14 +82,15 @@ internal sealed partial class Redirector
         }
     }
 
-    private Outcome ParkConnectWhenRoom(in SyscallRequest r, int fd, int copy, int unix, string path, SocketFacts facts, InetEndpoint peer, int ruleIndex)
+    private Outcome ParkConnectWhenRoom(in SyscallRequest r, int fd, int copy, int unix, string path, SocketFacts facts, InetEndpoint peer,
+        InetEndpoint? local, int ruleIndex)
     {
         Span<byte> sa = stackalloc byte[UnixAddress.MaxSize];
         int err = UnixSockAddr(path, sa, out int size, out int dirFd, out _);
         var call = new ConnectWhenRoom(_attachment, r)
         {
             Fd = fd, Copy = copy, Unix = unix, SockAddr = sa[..size].ToArray(), DirFd = dirFd, Facts = facts, Peer = peer,
-            Path = path, RuleIndex = ruleIndex,
+            Local = local, Path = path, RuleIndex = ruleIndex,
         };
         if (err != 0)
         {
@@ -119,8 +122,57 @@ internal sealed partial class Redirector
         }
         _log.Decision(r.Pid, "connect", c.Path, $"rule {c.RuleIndex}: connected after waiting for room");
         c.Consumed = true; // Swap closes both, whatever happens
-        Answer(c, Swap(r, c.Fd, c.Unix, c.Copy, c.Facts.NonBlocking, ClientEntry(c.Unix, Sock.AfUnix, c.Peer)));
+        var entry = ClientEntry(c.Unix, Sock.AfUnix, c.Peer);
+        entry.Local = c.Local;
+        Answer(c, Swap(r, c.Fd, c.Unix, c.Copy, c.Facts.NonBlocking, entry));
         return true;
+    }
+
+    // ---- a blocking connect carried out on our copy (policies that reject) ----
+
+    /// <summary>
+    /// The wait of a blocking connect carried out on our copy: until the handshake is over (POLLOUT), a
+    /// signal the program handles is pending (the kernel's ERESTARTSYS, EINTR under SO_SNDTIMEO) or its
+    /// SO_SNDTIMEO runs out (EINPROGRESS, as the kernel says then). Then the kernel's own connect on the
+    /// copy gives the result.
+    /// </summary>
+    private sealed class ConnectOnCopyWait : ParkedCall
+    {
+        private readonly int _copy;
+        private readonly byte[] _sockaddr;
+        private readonly Func<int, Outcome> _afterConnect;
+        private readonly bool _hasTimeout;
+
+        public ConnectOnCopyWait(ListenerAttachment attachment, SyscallRequest request, int copy, byte[] sockaddr,
+            Func<int, Outcome> afterConnect, long deadline) : base(attachment, request)
+        {
+            _copy = copy;
+            _sockaddr = sockaddr;
+            _afterConnect = afterConnect;
+            _hasTimeout = deadline != long.MaxValue;
+            WaitFd = copy;
+            WaitEvents = EPOLLOUT;
+            Deadline = deadline;
+        }
+
+        public override int InterruptErrno => _hasTimeout ? Errors.EINTR : Errors.ERESTARTSYS;
+
+        public override bool Resume(Redirector handler)
+        {
+            if (Sock.GetFileFlags(_copy, out int flags) != 0) flags = 0;
+            int err = ConnectNonBlocking(_copy, _sockaddr, flags);
+            if (err is Errors.EALREADY or Errors.EINPROGRESS)
+            {
+                RetryAt = Environment.TickCount64 + 10; // writable but still connecting: look again soon, do not spin
+                return false;
+            }
+            handler.Answer(this, _afterConnect(err));
+            return true;
+        }
+
+        public override void TimedOut(Redirector handler) => handler.Answer(this, Outcome.Fail(Errors.EINPROGRESS));
+
+        public override void Release() => Sock.Close(_copy);
     }
 
     // ---- connect through a control file (VSOCK, TIPC, a Firecracker proxy) ----

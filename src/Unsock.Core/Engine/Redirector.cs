@@ -79,38 +79,29 @@ internal sealed partial class Redirector : IDisposable
             Syscalls.Shutdown => Shutdown(r),
             Syscalls.Accept => Accept(r, flags: 0),
             Syscalls.Accept4 => Accept(r, flags: (int)r.A3),
+            // The filter traps these only with MSG_FASTOPEN: a connect in disguise.
+            Syscalls.SendTo or Syscalls.SendMsg or Syscalls.SendMmsg => FastOpen(r),
             _ => Outcome.Continue,
         };
     }
 
-    /// <summary>Reads the program's sockaddr once into our memory; false when it is not AF_INET/AF_INET6.</summary>
-    private static bool TryReadInetAddress(in SyscallRequest r, out InetEndpoint endpoint, out int errno)
-    {
-        endpoint = default;
-        errno = 0;
-        uint length = (uint)r.A2;
-        if (length < InetEndpoint.SockAddrInSize || length > 128) return false; // the kernel refuses these itself
-        Span<byte> sa = stackalloc byte[InetEndpoint.SockAddrIn6Size];
-        int n = (int)Math.Min(length, (uint)sa.Length);
-        errno = TargetProcess.ReadMemory(r.Pid, r.A1, sa[..n]);
-        if (errno != 0) return false;
-        return InetEndpoint.TryDecode(sa[..n], out endpoint);
-    }
-
     /// <summary>
     /// The program passed a sockaddr we cannot read. Never CONTINUE here (the kernel would read it again,
-    /// perhaps readable by then, past a reject rule): answer what the kernel would, EBADF before EFAULT.
+    /// perhaps readable by then, past a reject rule): answer what the kernel would. connect copies the
+    /// address before it looks at the file (EBADF, then EFAULT); bind looks at the socket first (EBADF,
+    /// ENOTSOCK, then EFAULT).
     /// </summary>
-    private Outcome UnreadableAddress(in SyscallRequest r)
+    private Outcome UnreadableAddress(in SyscallRequest r, RuleDirection direction)
     {
         int err = _target.CopyFd(r.Pid, (int)r.A0, out int copy);
         if (err != 0) return Outcome.Fail(err);
         bool socket = Sock.GetInt(copy, Sock.SolSocket, Sock.SoType, out _) == 0;
         Sock.Close(copy);
-        return Outcome.Fail(socket ? Errors.EFAULT : Errors.ENOTSOCK);
+        return Outcome.Fail(socket || direction == RuleDirection.Connect ? Errors.EFAULT : Errors.ENOTSOCK);
     }
 
-    private readonly record struct SocketFacts(int Domain, int Type, bool NonBlocking);
+    /// <summary>What we looked at on the program's socket; <paramref name="FileFlags"/> is its F_GETFL.</summary>
+    private readonly record struct SocketFacts(int Domain, int Type, bool NonBlocking, int FileFlags = 0);
 
     private static int ReadFacts(int fd, out SocketFacts facts)
     {
@@ -121,9 +112,11 @@ internal sealed partial class Redirector : IDisposable
         if (err != 0) return err;
         err = Sock.GetFileFlags(fd, out int flags);
         if (err != 0) return err;
-        facts = new(domain, type & 0xF, (flags & Sock.ONonblock) != 0);
+        facts = new(domain, type & 0xF, (flags & Sock.ONonblock) != 0, flags);
         return 0;
     }
+
+    private const int SoOobInline = 10, SoPriority = 12, SoRcvLowat = 18;
 
     /// <summary>Copies what the program set on its TCP socket that also means something on the new one.</summary>
     private void CopySocketOptions(int from, int to)
@@ -136,6 +129,9 @@ internal sealed partial class Redirector : IDisposable
         }
         if (Sock.GetInt(from, Sock.SolSocket, Sock.SoKeepAlive, out int keepAlive) == 0 && keepAlive != 0)
             Sock.SetInt(to, Sock.SolSocket, Sock.SoKeepAlive, 1);
+        // Options that mean the same on a Unix socket, copied when the program moved them off their defaults.
+        foreach (var (opt, fresh) in (ReadOnlySpan<(int, int)>)[(SoOobInline, 0), (SoPriority, 0), (SoRcvLowat, 1)])
+            if (Sock.GetInt(from, Sock.SolSocket, opt, out int v) == 0 && v != fresh) Sock.SetInt(to, Sock.SolSocket, opt, v);
         // Buffer sizes only when the program chose them: TCP's defaults would shrink a Unix socket's.
         if (Sock.GetInt(from, Sock.SolSocket, Sock.SoSndBuf, out int snd) == 0 && snd != _tcpDefaultSendBuffer)
             Sock.SetInt(to, Sock.SolSocket, Sock.SoSndBuf, snd / 2);
@@ -144,15 +140,18 @@ internal sealed partial class Redirector : IDisposable
     }
 
     /// <summary>
-    /// Puts <paramref name="replacement"/> where the target's fd was, keeping its O_NONBLOCK and FD_CLOEXEC,
-    /// and records it. Consumes both fds (closed once the answer is out).
+    /// Puts <paramref name="replacement"/> where the target's fd was, with what lives on the open file (status
+    /// flags such as O_NONBLOCK and O_ASYNC, the F_SETOWN owner, the F_SETSIG signal) and FD_CLOEXEC, and
+    /// records it. Consumes both fds (closed once the answer is out).
     /// </summary>
     /// <param name="onWorker">True off the notification thread, whose caches are its own.</param>
     private Outcome Swap(in SyscallRequest r, int targetFd, int replacement, int oldCopy, bool nonBlocking, ConvertedSocket entry,
         bool onWorker = false)
     {
-        // One F_SETFL, no F_GETFL: a socket's file flags are O_RDWR plus what we set.
-        int err = Sock.SetFileFlags(replacement, Sock.ORdwr | (nonBlocking ? Sock.ONonblock : 0));
+        // The program may have closed the fd and opened another file at its number while we worked (Java
+        // closes a socket to cancel its connect): never replace a file other than the one we looked at.
+        int err = StillSameFile(r.Pid, targetFd, oldCopy);
+        if (err == 0) err = CarryOverFileState(r.Pid, oldCopy, replacement, nonBlocking);
         if (err == 0)
         {
             bool cloexec = onWorker ? TargetProcess.IsCloseOnExecUncached(r.Pid, targetFd) : _target.IsCloseOnExec(r.Pid, targetFd);
@@ -160,11 +159,70 @@ internal sealed partial class Redirector : IDisposable
             err = _listener.ReplaceFd(r.Id, replacement, targetFd, cloexec);
             if (err == 0) return Outcome.AfterSwap(entry, replacement, oldCopy);
             // The target was interrupted or killed before the fd went in: nothing changed on its side.
-            if (entry.File is { } f) _registry.RemoveFile(f);
         }
+        else if (err is Errors.EBADF or Errors.ENOTSOCK)
+        {
+            _log.Decision(r.Pid, Syscalls.Name(r.Nr), $"fd {targetFd}", $"the fd was closed or reopened during the call: {Errors.Name(err)}, nothing replaced");
+        }
+        // Nothing went in: the socket file bound for it would be left to nobody.
+        if (entry.File is { } f) _registry.RemoveFile(f);
         Sock.Close(replacement);
         Sock.Close(oldCopy);
         return err == Errors.ENOENT ? Outcome.Answered : Outcome.Fail(err);
+    }
+
+    /// <summary>
+    /// 0 when the target's <paramref name="targetFd"/> is still the open file <paramref name="oldCopy"/> copies;
+    /// else what the kernel says for the fd now: EBADF (closed, or another socket), ENOTSOCK (another file).
+    /// The ADDFD that follows is dup2-like, so this narrows the program's window to microseconds.
+    /// </summary>
+    private static int StillSameFile(int tid, int targetFd, int oldCopy)
+    {
+        int same = Native.FileOwner.SameFile(oldCopy, tid, targetFd);
+        if (same == 0) return 0;
+        if (same == -Errors.EBADF) return Errors.EBADF;
+        int err = Native.FileOwner.Stat($"/proc/{tid}/fd/{targetFd}", out uint mode, out ulong inode);
+        if (err != 0) return Errors.EBADF;
+        bool isSocket = (mode & Native.FileSystem.TypeMask) == Native.FileSystem.TypeSocket;
+        // Without kcmp (no CONFIG_KCMP) the socket inode tells the same: a socket has one open file per fd copy.
+        if (same < 0 && isSocket && inode == Sock.Inode(oldCopy)) return 0;
+        return isSocket ? Errors.EBADF : Errors.ENOTSOCK;
+    }
+
+    /// <summary>Copies the open file's status flags, owner and signal from the program's old socket to the new one.</summary>
+    private int CarryOverFileState(int tid, int oldCopy, int replacement, bool nonBlocking)
+    {
+        int flags = Sock.GetFileFlags(oldCopy, out int old) == 0
+            ? old & Native.FileOwner.SettableStatusFlags
+            : nonBlocking ? Sock.ONonblock : 0;
+        if (Native.FileOwner.GetOwner(oldCopy, out int ownerType, out int owner) == 0 && owner != 0)
+        {
+            // We set it as root: a root-owned F_SETOWN may signal anyone, the program's may not. Only owners the
+            // program may signal anyway are carried over.
+            if (MaySignal(tid, ownerType, owner)) Native.FileOwner.SetOwner(replacement, ownerType, owner);
+            else _log.Message($"pid {tid}: F_SETOWN owner {owner} (type {ownerType}) not carried over to the swapped socket: not the program's own process");
+        }
+        if (owner != 0 || (flags & Native.FileOwner.OAsync) != 0)
+        {
+            int signal = Native.FileOwner.GetSignal(oldCopy);
+            if (signal > 0) Native.FileOwner.SetSignal(replacement, signal);
+        }
+        // One F_SETFL, no F_GETFL: a socket's file flags are O_RDWR plus what we set.
+        return Sock.SetFileFlags(replacement, Sock.ORdwr | flags);
+    }
+
+    /// <summary>True when <paramref name="tid"/> could signal the F_SETOWN owner itself: its own process or thread, or it is root.</summary>
+    private static bool MaySignal(int tid, int ownerType, int owner)
+    {
+        if (TargetProcess.ReadStatus(tid, "Tgid:", "Uid:") is not [{ } tgidText, { } uids]) return false;
+        var ids = uids.Split((char[])[' ', '\t'], StringSplitOptions.RemoveEmptyEntries);
+        if (ids.Length > 1 && (ids[0] == "0" || ids[1] == "0")) return true;
+        return ownerType switch
+        {
+            Native.FileOwner.OwnerPid => owner.ToString() == tgidText,
+            Native.FileOwner.OwnerTid => TargetProcess.ReadStatus(owner, "Tgid:") is [{ } ownerTgid] && ownerTgid == tgidText,
+            _ => false,
+        };
     }
 
     /// <summary>
