@@ -15,6 +15,9 @@ internal static class Program
 
     private static int Main(string[] args)
     {
+        // First of all: a signal that arrives before the child exists must wait for it.
+        using var signals = SignalRelay.Start(out string signalProblem);
+        if (signals is null) return Fail(ExitLauncherFailure, signalProblem);
         CommandLine cl;
         try
         {
@@ -64,7 +67,7 @@ internal static class Program
         {
             return Fail(ExitLauncherFailure, $"cannot build the seccomp filter: {e.Message}");
         }
-        return EmbeddedSupervisor.Run(policy, program, path, cl.Command, cl.Verbose);
+        return EmbeddedSupervisor.Run(policy, program, path, cl.Command, cl.Verbose, signals);
     }
 
     internal static int Fail(int status, string message)
