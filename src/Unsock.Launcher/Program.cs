@@ -58,6 +58,11 @@ internal static class Program
         int resolveStatus = CommandResolver.Resolve(cl.Command[0], env.GetValueOrDefault("PATH"), out string path, out string problem);
         if (resolveStatus != 0) return Fail(resolveStatus, problem);
 
+        // Checked here to say which file and why in our words; the filter compiler only sees a DllNotFoundException.
+        if (!Dl.TryOpen("libseccomp.so.2", out string loadProblem))
+        {
+            return Fail(ExitLauncherFailure, $"cannot load libseccomp.so.2, which builds the seccomp filter (install the libseccomp2 package): {loadProblem}");
+        }
         SeccompProgram program;
         try
         {
