@@ -41,7 +41,7 @@ elif action == "descendant":
         signal.set_wakeup_fd(-1)
         signal.signal(signo, signal.SIG_IGN)
         os.kill(0, signo)
-        time.sleep(1)  # the launcher recognises a sender that is still there
+        time.sleep(2)  # the launcher recognises a sender that is still there
         os._exit(0)
     os.waitpid(pid, 0)
 
