@@ -12,13 +12,10 @@ namespace Unsock.Launcher;
 /// </summary>
 internal static class EmbeddedSupervisor
 {
-    private static readonly int[] ForwardedSignals = [1 /* HUP */, 2 /* INT */, 3 /* QUIT */, 10 /* USR1 */, 12 /* USR2 */, 15 /* TERM */, 28 /* WINCH */];
-
-    public static int Run(Policy policy, SeccompProgram program, string path, IReadOnlyList<string> argv, bool verbose)
+    public static int Run(Policy policy, SeccompProgram program, string path, IReadOnlyList<string> argv, bool verbose, SignalRelay signals)
     {
-        using var prepared = new Spawn.Prepared(path, argv);
+        using var prepared = new Spawn.Prepared(path, argv, SignalRelay.Inherited, signals.IgnoredAtStart);
         int childPid = 0;
-        var registrations = ForwardSignals(() => Volatile.Read(ref childPid));
 
         int listenerFd = -1, spawnError = 0;
         string? filterError = null;
@@ -36,6 +33,7 @@ internal static class EmbeddedSupervisor
                 filterError = e.Message;
                 return;
             }
+            signals.TakePendingBeforeChild();
             spawnError = prepared.Run(out int pid);
             Volatile.Write(ref childPid, pid);
         }) { Name = "unsock-spawn" };
@@ -55,31 +53,10 @@ internal static class EmbeddedSupervisor
         SupervisorProcess.RestrictUmask();
         engine.Start();
 
-        int status = Spawn.WaitForExit(childPid);
+        int status = signals.RelayUntilExit(childPid);
         // Descendants may still use the filter (a daemonised server): serve them until the last one is gone.
         attachment.Completion.Wait();
         engine.Dispose();
-        foreach (var r in registrations) r.Dispose();
         return status;
-    }
-
-    private static List<PosixSignalRegistration> ForwardSignals(Func<int> child)
-    {
-        var list = new List<PosixSignalRegistration>();
-        foreach (int signo in ForwardedSignals)
-        {
-            var signal = signo switch
-            {
-                1 => PosixSignal.SIGHUP, 2 => PosixSignal.SIGINT, 3 => PosixSignal.SIGQUIT,
-                15 => PosixSignal.SIGTERM, 28 => PosixSignal.SIGWINCH, _ => (PosixSignal)signo,
-            };
-            list.Add(PosixSignalRegistration.Create(signal, ctx =>
-            {
-                ctx.Cancel = true;
-                int pid = child();
-                if (pid > 0) Spawn.Kill(pid, signo);
-            }));
-        }
-        return list;
     }
 }

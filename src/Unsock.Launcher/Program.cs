@@ -15,6 +15,9 @@ internal static class Program
 
     private static int Main(string[] args)
     {
+        // First of all: a signal that arrives before the child exists must wait for it.
+        using var signals = SignalRelay.Start(out string signalProblem);
+        if (signals is null) return Fail(ExitLauncherFailure, signalProblem);
         CommandLine cl;
         try
         {
@@ -55,6 +58,11 @@ internal static class Program
         int resolveStatus = CommandResolver.Resolve(cl.Command[0], env.GetValueOrDefault("PATH"), out string path, out string problem);
         if (resolveStatus != 0) return Fail(resolveStatus, problem);
 
+        // Checked here to say which file and why in our words; the filter compiler only sees a DllNotFoundException.
+        if (!Dl.TryOpen("libseccomp.so.2", out string loadProblem))
+        {
+            return Fail(ExitLauncherFailure, $"cannot load libseccomp.so.2, which builds the seccomp filter (install the libseccomp2 package): {loadProblem}");
+        }
         SeccompProgram program;
         try
         {
@@ -64,7 +72,7 @@ internal static class Program
         {
             return Fail(ExitLauncherFailure, $"cannot build the seccomp filter: {e.Message}");
         }
-        return EmbeddedSupervisor.Run(policy, program, path, cl.Command, cl.Verbose);
+        return EmbeddedSupervisor.Run(policy, program, path, cl.Command, cl.Verbose, signals);
     }
 
     internal static int Fail(int status, string message)

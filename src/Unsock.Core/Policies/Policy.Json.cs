@@ -19,7 +19,7 @@ public sealed partial class Policy
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
         {
-            throw new PolicyException($"{path}: cannot read the policy file: {e.Message}", path, innerException: e);
+            throw PolicyFileReader.CannotRead(path, e);
         }
         return Parse(json, path);
     }

@@ -1,5 +1,7 @@
 using System.Globalization;
 using System.Net;
+using System.Runtime.InteropServices;
+using System.Text;
 using System.Text.Json;
 
 namespace Unsock.Core.Policies;
@@ -10,6 +12,9 @@ internal sealed class PolicyFileReader
     private static readonly string[] TopLevelKeys = ["version", "fakeAddress", "acceptConvert", "blockInet", "blockInet6", "rules"];
     private static readonly string[] RuleKeys = ["direction", "protocol", "address", "port", "unix", "directory", "reject", "allow", "mode"];
     private static readonly string[] ActionKeys = ["unix", "directory", "reject", "allow"];
+
+    // JsonDocument's default depth limit.
+    private const int MaxDepth = 64;
 
     private static readonly JsonDocumentOptions DocumentOptions = new()
     {
@@ -30,7 +35,7 @@ internal sealed class PolicyFileReader
         }
         catch (JsonException e)
         {
-            throw SyntaxError(e);
+            throw SyntaxError(json, e);
         }
 
         using (document)
@@ -312,20 +317,282 @@ internal sealed class PolicyFileReader
             ? value.GetString()!
             : throw PolicyException.At(_source, index, field, $"{DescribeKind(value)}, expected {expected}");
 
-    private PolicyException SyntaxError(JsonException e)
+    /// <summary>Why a policy file could not be read, in our words (.NET's name the exception, not the problem).</summary>
+    internal static PolicyException CannotRead(string path, Exception e)
     {
-        // JsonException's message ends in "LineNumber: 2 | BytePositionInLine: 4."; we say it our way.
-        string problem = e.Message;
-        int cut = problem.IndexOf(" LineNumber:", StringComparison.Ordinal);
-        if (cut >= 0)
+        string why = e switch
         {
-            problem = problem[..cut];
-        }
-        string where = e.LineNumber is long line
-            ? $"line {line + 1}, column {(e.BytePositionInLine ?? 0) + 1}: "
-            : "";
-        return new PolicyException($"{_source}: {where}invalid JSON: {problem}", _source, innerException: e);
+            _ when path.Length == 0 => "the file name is empty",
+            _ when Directory.Exists(path) => "it is a directory",
+            FileNotFoundException or DirectoryNotFoundException => "no such file",
+            UnauthorizedAccessException => "permission denied",
+            PathTooLongException => "the path is too long",
+            // On Linux an IOException's HResult is the errno when there is one; strerror names it.
+            IOException { HResult: > 0 and < 4096 } => Marshal.GetPInvokeErrorMessage(e.HResult),
+            _ => "it cannot be read",
+        };
+        return new PolicyException($"{path}: cannot read the policy file: {why}", path, innerException: e);
     }
+
+    /// <summary>
+    /// "line 3, column 34: invalid JSON: expected ',' or ']', found '}'". The reader is run again up to the error
+    /// to know what was open and what came last: JsonException's own text is .NET's, not ours.
+    /// </summary>
+    private PolicyException SyntaxError(string json, JsonException e)
+    {
+        if (json.AsSpan().Trim().Length == 0)
+        {
+            return new PolicyException($"{_source}: invalid JSON: the file is empty; a policy is a JSON object such as {{ \"rules\": [] }}",
+                _source, innerException: e);
+        }
+
+        byte[] utf8 = Encoding.UTF8.GetBytes(json);
+        var reader = new Utf8JsonReader(utf8, new JsonReaderOptions
+        {
+            CommentHandling = JsonCommentHandling.Skip,
+            AllowTrailingCommas = true,
+        });
+        var open = new Stack<char>();
+        JsonTokenType last = JsonTokenType.None;
+        string? lastKey = null;
+        long consumed = 0;
+        try
+        {
+            while (reader.Read())
+            {
+                last = reader.TokenType;
+                switch (last)
+                {
+                    case JsonTokenType.StartObject:
+                        open.Push('}');
+                        break;
+                    case JsonTokenType.StartArray:
+                        open.Push(']');
+                        break;
+                    case JsonTokenType.EndObject or JsonTokenType.EndArray:
+                        open.Pop();
+                        break;
+                    case JsonTokenType.PropertyName:
+                        lastKey = reader.GetString();
+                        break;
+                }
+                consumed = reader.BytesConsumed;
+            }
+        }
+        catch (JsonException)
+        {
+            // Expected: the same error JsonDocument met; what was read up to it is what we need.
+        }
+
+        int at = Encoding.UTF8.GetCharCount(utf8, 0, (int)consumed);
+        bool comma = false, openComment;
+        while (true)
+        {
+            at = SkipSpaceAndComments(json, at, out openComment);
+            if (!comma && at < json.Length && json[at] == ',' && last is not (JsonTokenType.None or JsonTokenType.StartObject or JsonTokenType.StartArray or JsonTokenType.PropertyName))
+            {
+                comma = true;
+                at++;
+                continue;
+            }
+            break;
+        }
+
+        string problem = openComment
+            ? "a /* comment is not closed with */"
+            : DescribeSyntaxError(json, at, open, last, lastKey, comma);
+        int line = 1, lineStart = 0;
+        for (int i = 0; i < at && i < json.Length; i++)
+        {
+            if (json[i] == '\n')
+            {
+                line++;
+                lineStart = i + 1;
+            }
+        }
+        return new PolicyException($"{_source}: line {line}, column {at - lineStart + 1}: invalid JSON: {problem}", _source, innerException: e);
+    }
+
+    private static string DescribeSyntaxError(string json, int at, Stack<char> open, JsonTokenType last, string? lastKey, bool comma)
+    {
+        if (open.Count >= MaxDepth)
+        {
+            return $"objects and arrays are nested more than {MaxDepth} deep";
+        }
+        bool inObject = open.Count > 0 && open.Peek() == '}';
+        bool keyExpected = inObject && (last == JsonTokenType.StartObject || comma);
+        bool valueExpected = last is JsonTokenType.None or JsonTokenType.PropertyName
+            || (open.Count > 0 && open.Peek() == ']' && (last == JsonTokenType.StartArray || comma));
+
+        if (at < json.Length)
+        {
+            char c = json[at];
+            if (c == '"')
+            {
+                int end = StringEnd(json, at);
+                if (end < 0)
+                {
+                    return $"the string {Shorten(json[at..LineEnd(json, at)])} is not closed: a '\"' is missing before the end of the line";
+                }
+                string text = json[at..(end + 1)];
+                if (keyExpected)
+                {
+                    int next = SkipSpaceAndComments(json, end + 1, out _);
+                    return $"expected ':' after the key {Shorten(text)}, found {Found(json, next)}";
+                }
+                return $"the string {Shorten(text)} is not valid JSON: {StringProblem(text)}";
+            }
+            if (valueExpected && (char.IsAsciiLetterOrDigit(c) || c == '-'))
+            {
+                string word = Word(json, at);
+                return char.IsAsciiDigit(c) || c == '-'
+                    ? $"'{Shorten(word)}' is not a JSON number"
+                    : $"'{Shorten(word)}' is not a JSON value (text needs double quotes; the only bare words are true, false and null)";
+            }
+        }
+
+        string expected;
+        if (open.Count == 0)
+        {
+            expected = last == JsonTokenType.None ? "a JSON object" : "nothing after the end of the top-level value";
+        }
+        else if (inObject)
+        {
+            expected = keyExpected ? "a key in double quotes or '}'"
+                : last == JsonTokenType.PropertyName ? $"the value of \"{lastKey}\""
+                : "',' or '}'";
+        }
+        else
+        {
+            expected = valueExpected ? "a value or ']'" : "',' or ']'";
+        }
+        return $"expected {expected}, found {Found(json, at)}";
+    }
+
+    /// <summary>What stands at <paramref name="at"/>: "the end of the file", "'}'", "'rules'", "a single quote".</summary>
+    private static string Found(string json, int at)
+    {
+        if (at >= json.Length)
+        {
+            return "the end of the file";
+        }
+        char c = json[at];
+        if (c == '\'')
+        {
+            return "a single quote (JSON strings take double quotes)";
+        }
+        if (char.IsAsciiLetterOrDigit(c) || c == '-')
+        {
+            return $"'{Shorten(Word(json, at))}'";
+        }
+        if (c == '"')
+        {
+            int end = StringEnd(json, at);
+            return Shorten(json[at..(end < 0 ? LineEnd(json, at) : end + 1)]);
+        }
+        if (char.IsControl(c))
+        {
+            return $"the control character U+{(int)c:X4}";
+        }
+        return char.IsSurrogate(c) && at + 1 < json.Length ? $"'{json.Substring(at, 2)}'" : $"'{c}'";
+    }
+
+    private static int SkipSpaceAndComments(string json, int at, out bool openComment)
+    {
+        openComment = false;
+        while (at < json.Length)
+        {
+            char c = json[at];
+            if (c is ' ' or '\t' or '\r' or '\n')
+            {
+                at++;
+            }
+            else if (c == '/' && at + 1 < json.Length && json[at + 1] == '/')
+            {
+                at = LineEnd(json, at);
+            }
+            else if (c == '/' && at + 1 < json.Length && json[at + 1] == '*')
+            {
+                int end = json.IndexOf("*/", at + 2, StringComparison.Ordinal);
+                if (end < 0)
+                {
+                    openComment = true;
+                    return at;
+                }
+                at = end + 2;
+            }
+            else
+            {
+                break;
+            }
+        }
+        return at;
+    }
+
+    /// <summary>The index of the quote that closes the string starting at <paramref name="at"/>, or -1 if the line ends first.</summary>
+    private static int StringEnd(string json, int at)
+    {
+        for (int i = at + 1; i < json.Length; i++)
+        {
+            switch (json[i])
+            {
+                case '\\':
+                    i++;
+                    break;
+                case '"':
+                    return i;
+                case '\n':
+                    return -1;
+            }
+        }
+        return -1;
+    }
+
+    /// <summary>What JsonDocument refuses inside a closed string: a control character or an unknown escape.</summary>
+    private static string StringProblem(string text)
+    {
+        for (int i = 1; i < text.Length - 1; i++)
+        {
+            if (char.IsControl(text[i]))
+            {
+                return $"it holds the control character U+{(int)text[i]:X4} (write it as an escape such as \\t or \\u0009)";
+            }
+            if (text[i] == '\\')
+            {
+                char next = text[i + 1];
+                if (next == 'u' && (i + 5 >= text.Length - 1 || text.AsSpan(i + 2, 4).ContainsAnyExcept(HexDigits)))
+                {
+                    return "\\u must be followed by four hexadecimal digits";
+                }
+                if (next is not ('"' or '\\' or '/' or 'b' or 'f' or 'n' or 'r' or 't' or 'u'))
+                {
+                    return $"\\{next} is not an escape JSON knows (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)";
+                }
+                i++;
+            }
+        }
+        return "it cannot be read as a JSON string";
+    }
+
+    private static readonly System.Buffers.SearchValues<char> HexDigits = System.Buffers.SearchValues.Create("0123456789abcdefABCDEF");
+
+    private static int LineEnd(string json, int at)
+    {
+        int end = json.IndexOf('\n', at);
+        return end < 0 ? json.Length : end;
+    }
+
+    private static string Word(string json, int at)
+    {
+        int end = at;
+        while (end < json.Length && (char.IsAsciiLetterOrDigit(json[end]) || json[end] is '-' or '+' or '.' or '_'))
+        {
+            end++;
+        }
+        return json[at..end];
+    }
+
+    private static string Shorten(string text) => text.Length <= 40 ? text : text[..37] + "...";
 
     /// <summary>The value as written, shortened: <c>"300.1.1.1/8"</c>, <c>5</c>, <c>true</c>.</summary>
     private static string Show(JsonElement value)

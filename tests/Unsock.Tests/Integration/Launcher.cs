@@ -76,16 +76,25 @@ public sealed class RunningProgram : IDisposable
     private readonly Process _process;
     private readonly StringBuilder _stdout = new(), _stderr = new();
     private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly string _file;
+
+    /// <summary>env(1)'s option that resets the signals a launcher relays.</summary>
+    public const string DefaultSignals = "--default-signal=HUP,INT,QUIT,USR1,USR2,TERM,WINCH";
 
     public RunningProgram(string file, IEnumerable<string> args, IDictionary<string, string?>? env = null, string? stdin = null,
         string? workingDirectory = null)
     {
-        var psi = new ProcessStartInfo(file)
+        // The program starts with the signals at their defaults, as from a terminal, however this test run was started
+        // (nohup ignores HUP, a background job INT and QUIT): the launcher hands ignored signals on as ignored.
+        var psi = new ProcessStartInfo("env")
         {
             RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false,
             WorkingDirectory = workingDirectory ?? "",
         };
+        psi.ArgumentList.Add(DefaultSignals);
+        psi.ArgumentList.Add(file);
         foreach (var a in args) psi.ArgumentList.Add(a);
+        _file = file;
         if (env is not null)
             foreach (var (k, v) in env)
                 if (v is null) psi.Environment.Remove(k); else psi.Environment[k] = v;
@@ -114,7 +123,7 @@ public sealed class RunningProgram : IDisposable
         if (!_process.WaitForExit(timeout))
         {
             _process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{_process.StartInfo.FileName} did not exit within {timeout}.\nstdout:\n{Stdout}\nstderr:\n{Stderr}");
+            throw new TimeoutException($"{_file} did not exit within {timeout}.\nstdout:\n{Stdout}\nstderr:\n{Stderr}");
         }
         _process.WaitForExit(); // drains the output readers
         return _process.ExitCode;
