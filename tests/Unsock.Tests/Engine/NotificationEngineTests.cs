@@ -23,7 +23,7 @@ public class NotificationEngineTests
     private static (int Listener, int Pid) SpawnFiltered(Policy policy, string script)
     {
         var program = FilterCompiler.Compile(FilterPlan.For(policy));
-        using var prepared = new Spawn.Prepared("/bin/sh", ["sh", "-c", script]);
+        using var prepared = new Spawn.Prepared("/bin/sh", ["sh", "-c", script], [], 0);
         int listener = -1, pid = 0, error = 0;
         // The filter goes on a thread of its own that spawns the child and ends: no other thread of ours carries it.
         var t = new Thread(() =>
