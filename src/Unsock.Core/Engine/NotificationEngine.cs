@@ -279,8 +279,10 @@ public sealed unsafe class NotificationEngine : IDisposable
                 if (outcome.Errno != Errors.ERESTARTSYS) Metrics.Error(outcome.Errno);
                 break;
             case OutcomeKind.Succeed:
-                // If the target was interrupted after the swap, the entry stays unanswered and its restart is ours.
-                if (listener.Succeed(r.Id, outcome.Value) == 0 && outcome.Swapped is { } s) s.Answered = true;
+                // Marked before the answer: with SYNC_WAKE_UP the program runs, and may make its next call on this
+                // socket, before our ioctl returns. If the answer does not arrive, its restart is ours to finish.
+                if (outcome.Swapped is { } s) s.Answered = true;
+                if (listener.Succeed(r.Id, outcome.Value) != 0 && outcome.Swapped is { } unanswered) unanswered.Answered = false;
                 counted = outcome.Swapped is { } swapped && outcome.CloseAfterAnswer1 >= 0 ? Outcomes.Redirected : Outcomes.Emulated;
                 if (counted == Outcomes.Redirected) Metrics.Redirected(DestinationKind(outcome.Swapped!.Family));
                 break;
