@@ -61,7 +61,11 @@ internal sealed partial class Redirector
             var address = endpoint.MatchAddress;
             tcpRule = _policy.Match(direction, RuleProtocol.Tcp, address, endpoint.Port);
             udpRule = _policy.Match(direction, RuleProtocol.Udp, address, endpoint.Port);
-            if (!guarded && tcpRule is null && udpRule is null) return Outcome.Continue;
+            if (!guarded && tcpRule is null && udpRule is null)
+            {
+                if (_log.Enabled) _log.Decision(r.Pid, Syscalls.Name(r.Nr), endpoint.ToString(), "no rule matches: left to the kernel");
+                return Outcome.Continue;
+            }
         }
         if (!_listener.IsValid(r.Id)) return Outcome.Answered;
 
@@ -86,7 +90,11 @@ internal sealed partial class Redirector
         {
             case null:
             case AllowAction:
-                if (!guarded) return Closing(copy, Outcome.Continue);
+                if (!guarded)
+                {
+                    if (_log.Enabled) _log.Decision(r.Pid, call, endpoint.ToString(), matched is null ? "no rule matches this socket's protocol: left to the kernel" : $"rule {matched.Index} allows: left to the kernel");
+                    return Closing(copy, Outcome.Continue);
+                }
                 if (_log.Enabled) _log.Decision(r.Pid, call, endpoint.ToString(), matched is null ? "no rule: carried out as made" : $"rule {matched.Index} allows: carried out as made");
                 return CarryOut(r, direction, copy, sa, facts, endpoint, fastOpen);
             case RejectAction reject:

@@ -185,4 +185,19 @@ public class LauncherTests : IntegrationTest
         p.WaitForExit(Long);
         Assert.Matches(@"unsock: pid \d+ connect 127\.0\.0\.1:8998: rule 0 -> .*/socks/8998\.sock: ECONNREFUSED", p.Stderr);
     }
+
+    [Fact]
+    public void VerboseLogsAllowRulesAndCallsNoRuleMatches()
+    {
+        using var dir = new TempDir();
+        string policy = Policies.Write(dir, $$"""
+            { "rules": [ { "address": "127.0.0.2", "allow": true }, { "address": "127.0.0.3", "directory": "{{dir.Path}}/socks" } ] }
+            """);
+        using var allowed = new RunningProgram(Launcher.Path, ["-v", "--policy", policy, "--", Py, Probe, "connect", "127.0.0.2", "8997"]);
+        allowed.WaitForExit(Long);
+        Assert.Matches(@"unsock: pid \d+ connect 127\.0\.0\.2:8997: rule 0 allows: left to the kernel", allowed.Stderr);
+        using var unmatched = new RunningProgram(Launcher.Path, ["-v", "--policy", policy, "--", Py, Probe, "connect", "127.0.0.4", "8997"]);
+        unmatched.WaitForExit(Long);
+        Assert.Matches(@"unsock: pid \d+ connect 127\.0\.0\.4:8997: no rule matches: left to the kernel", unmatched.Stderr);
+    }
 }
