@@ -1,6 +1,8 @@
 using System.Buffers.Binary;
+using System.Net;
 using Unsock.Core.Addressing;
 using Unsock.Core.Policies;
+using Native = global::Interop;
 using Sock = global::Interop.Socket;
 
 namespace Unsock.Core.Engine;
@@ -55,13 +57,12 @@ internal sealed partial class Redirector
             }
             else if (peer)
             {
-                reported = entry.Peer;
-                if (reported is null && entry.AcceptedFromListener) reported = FakePeer(entry.IPv6);
+                reported = entry.AcceptedFromListener ? AcceptedPeer(entry) : PeerOf(entry);
                 if (reported is null) return Outcome.Fail(Errors.ENOTCONN);
             }
             else
             {
-                reported = entry.Local ?? FakePeer(entry.IPv6);
+                reported = LocalOf(entry) ?? (entry.Peer is not null ? ClientLocal(entry) : FakePeer(entry.IPv6));
             }
             Span<byte> sa = stackalloc byte[InetEndpoint.SockAddrIn6Size];
             int size = reported.Value.Encode(sa);
@@ -69,6 +70,83 @@ internal sealed partial class Redirector
             return err == 0 ? Outcome.Succeed() : Outcome.Fail(err);
         }
         finally { Sock.Close(copy); }
+    }
+
+    // One sock_diag socket per notification thread; a worker delivering an accept may use it too.
+    private readonly object _peerDiagGate = new();
+    private Native.UnixDiag? _peerDiag;
+
+    private ConnectionPorts Ports => ConnectionPorts.For(_registry);
+
+    private static InetEndpoint? LocalOf(ConvertedSocket entry)
+    {
+        lock (entry) return entry.Local;
+    }
+
+    private static InetEndpoint? PeerOf(ConvertedSocket entry)
+    {
+        lock (entry) return entry.Peer;
+    }
+
+    /// <summary>
+    /// What a converted client reports as its own address: loopback, as a TCP connect on this host would, and
+    /// its connection's port (given out at the first getsockname or at the server's accept, whichever comes first).
+    /// </summary>
+    private InetEndpoint ClientLocal(ConvertedSocket client)
+    {
+        if (LocalOf(client) is { } known) return known;
+        bool mapped = PeerOf(client) is { } to && to.Address.IsIPv4MappedToIPv6;
+        // Outside the entry's lock: the port table takes the registry's lock, and a sweep holds that while it locks entries.
+        var local = new InetEndpoint(Loopback(client.IPv6, mapped), Ports.PortFor(client.Inode, client));
+        lock (client) return client.Local ??= local;
+    }
+
+    /// <summary>
+    /// The peer an accepted connection reports, decided once: the client's own getsockname when the client is a
+    /// socket we converted too; otherwise loopback when the listener is bound to a loopback address (so that
+    /// "local clients only" checks hold, as for a TCP client on this host) or else fakeAddress, with a port of
+    /// its own. Connections through VSOCK/TIPC listeners come from elsewhere: fakeAddress.
+    /// </summary>
+    private InetEndpoint AcceptedPeer(ConvertedSocket accepted)
+    {
+        if (PeerOf(accepted) is { } known) return known;
+        ulong? clientInode = accepted.Family == Sock.AfUnix ? PeerInodeOf(accepted.Inode) : null;
+        var client = clientInode is { } c ? _registry.Find(c) : null;
+        InetEndpoint peer;
+        if (client is { AcceptedFromListener: false, File: null } && PeerOf(client) is not null)
+        {
+            var local = ClientLocal(client);
+            bool representable = accepted.IPv6 || !local.IsIPv6 || local.Address.IsIPv4MappedToIPv6;
+            peer = representable ? local.InFamily(accepted.IPv6) : new InetEndpoint(ListenerSidePeerAddress(accepted), local.Port);
+        }
+        else
+        {
+            peer = new InetEndpoint(ListenerSidePeerAddress(accepted), Ports.PortFor(clientInode ?? accepted.Inode, accepted));
+        }
+        lock (accepted) return accepted.Peer ??= peer;
+    }
+
+    private IPAddress ListenerSidePeerAddress(ConvertedSocket accepted)
+    {
+        if (accepted.Family == Sock.AfUnix && LocalOf(accepted) is { } bound && IsLoopback(bound.Address))
+            return Loopback(accepted.IPv6, bound.Address.IsIPv4MappedToIPv6);
+        return FakePeer(accepted.IPv6).Address;
+    }
+
+    private static IPAddress Loopback(bool ipv6, bool mapped) =>
+        !ipv6 ? IPAddress.Loopback : mapped ? IPAddress.Loopback.MapToIPv6() : IPAddress.IPv6Loopback;
+
+    private static bool IsLoopback(IPAddress address) =>
+        IPAddress.IsLoopback(address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address);
+
+    /// <summary>The inode of the other end of Unix socket <paramref name="inode"/>, by sock_diag; null when unknown.</summary>
+    private ulong? PeerInodeOf(ulong inode)
+    {
+        lock (_peerDiagGate)
+        {
+            _peerDiag ??= Native.UnixDiag.TryOpen();
+            return _peerDiag?.PeerOf(inode);
+        }
     }
 
     /// <summary>
