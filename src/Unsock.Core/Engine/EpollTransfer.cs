@@ -63,7 +63,7 @@ internal static class EpollTransfer
         if (known is { EpollFds.Length: 0 } && known.Value.FdCount == OpenFdCount(tid)) return [];
         var job = new Job(tid, fd, oldCopy, replacement, known is { FdCount: > SmallTable } big ? big.EpollFds : null);
         long deadline = Environment.TickCount64 + WaitMs;
-        if (!Monitor.TryEnter(SubmitGate, WaitMs)) return ["epoll: busy, registrations not checked"];
+        if (!Monitor.TryEnter(SubmitGate, WaitMs)) return [$"busy for over {WaitMs} ms, registrations not checked"];
         try
         {
             if (_unavailable is not null) return [];
@@ -82,7 +82,7 @@ internal static class EpollTransfer
             // The mover hangs in the program's epoll: give it up, and after a few, give up moving registrations.
             _mover = null;
             if (++_abandoned >= MaxAbandonedThreads) _unavailable = "epoll registrations are no longer moved: programs held their epoll sets too long";
-            return [$"epoll: gave up after {WaitMs} ms (the program holds its epoll set); registrations of fd {fd} may still watch the old socket"];
+            return [$"gave up after {WaitMs} ms (the program holds its epoll set); its registrations may still watch the old socket"];
         }
         finally { Monitor.Exit(SubmitGate); }
     }
@@ -158,7 +158,7 @@ internal static class EpollTransfer
                 }
                 catch (Exception e)
                 {
-                    job.Report.Add($"epoll: internal error: {e.Message}");
+                    job.Report.Add($"internal error: {e.Message}");
                 }
                 lock (job)
                 {
@@ -196,12 +196,12 @@ internal static class EpollTransfer
             if (matches.Count == 0) return;
             ulong oldInode = Native.Socket.Inode(oldSocket);
             target = OpenTaskPidfd(job.Tid);
-            if (target < 0) { job.Report.Add($"epoll: cannot reach task {job.Tid}: {Errors.Name(-target)}"); return; }
+            if (target < 0) { job.Report.Add($"cannot reach task {job.Tid}: {Errors.Name(-target)}"); return; }
             foreach (int epollFd in matches)
             {
                 if (!TryReadRegistration(job.Tid, epollFd, job.Fd, oldInode, out uint events, out ulong data))
                 {
-                    job.Report.Add($"epoll fd {epollFd}: the registration of fd {job.Fd} went away meanwhile");
+                    job.Report.Add($"epoll fd {epollFd}: the registration went away meanwhile");
                     continue;
                 }
                 int epoll = Native.Pidfd.GetFd(target, epollFd);
@@ -401,8 +401,8 @@ internal static class EpollTransfer
             err = Native.Epoll.DuplicateTo(oldSocket, fd);
             if (err == 0) err = Native.Epoll.Control(epoll, Native.Epoll.CtlDel, fd, 0, 0);
             return err == 0
-                ? $"fd {fd} (events 0x{events:x}, data 0x{data:x}) now watches the new socket"
-                : $"fd {fd} now watches the new socket; the old entry stays until the old socket is closed ({Errors.Name(-err)})";
+                ? $"registration (events 0x{events:x}, data 0x{data:x}) moved to the new socket"
+                : $"registration moved to the new socket; the old entry stays until the old socket is closed ({Errors.Name(-err)})";
         }
         finally { Native.Epoll.Close(fd); }
     }

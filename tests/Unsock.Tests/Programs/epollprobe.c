@@ -109,6 +109,38 @@ static void two_sets(void) {
     printf("ok two-sets\n");
 }
 
+/* A hostile layout: the set already holds another file under the number the new socket gets (registered,
+ * dup'ed away, closed: epoll keeps such entries). Only the new socket's entry may move. */
+static void shared_number(void) {
+    int ep = epoll_create1(0), s;
+    int first = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    add(ep, first, EPOLLIN | EPOLLOUT, 0x5551);
+    int kept = dup(first);
+    close(first);
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (c != first) FAIL("shared-number", "the new socket did not get the freed number");
+    add(ep, c, EPOLLIN, 0x5552);
+    if (connect(c, (struct sockaddr *)&target, sizeof target) != 0 && errno != EINPROGRESS) FAIL("shared-number", "connect: %s", strerror(errno));
+    struct epoll_event ev;
+    if (wait_one(listener_ep, 5000, &ev) != 1) FAIL("shared-number", "listener");
+    s = accept(listener, NULL, NULL);
+    write(s, "u", 1);
+    struct epoll_event evs[4];
+    int n, seen_old = 0, seen_new = 0;
+    for (int round = 0; round < 20 && !(seen_old && seen_new); round++) {
+        n = epoll_wait(ep, evs, 4, 250);
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.u64 == 0x5551) seen_old = 1;
+            if (evs[i].data.u64 == 0x5552 && (evs[i].events & EPOLLIN)) seen_new = 1;
+        }
+    }
+    if (!seen_new) FAIL("shared-number", "no EPOLLIN for the new socket");
+    if (!seen_old) FAIL("shared-number", "the other file's entry under the same number is gone");
+    if (epoll_ctl(ep, EPOLL_CTL_DEL, c, NULL) != 0) FAIL("shared-number", "DEL of the new socket: %s", strerror(errno));
+    close(c); close(s); close(kept); close(ep);
+    printf("ok shared-number\n");
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) { fprintf(stderr, "usage: epollprobe PORT\n"); return 2; }
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -123,6 +155,7 @@ int main(int argc, char **argv) {
     edge_triggered();
     one_shot();
     two_sets();
+    shared_number();
     printf("done\n");
     return failures ? 1 : 0;
 }
