@@ -19,9 +19,9 @@ namespace Unsock.Core.Engine;
 /// </summary>
 internal static class EpollTransfer
 {
-    // Which fds of a task are epoll instances, found by scanning /proc/TID/fd. A task with no epoll set is not
-    // scanned again for this long while its number of open fds stays the same (a new epoll set adds one);
-    // a task with more fds than SmallTable reuses its list for this long; smaller ones are scanned every time.
+    // Which fds of a task are epoll sets, found by scanning /proc/TID/fd, is reused for this long while the
+    // task's number of open fds stays the same (a new epoll set adds one); a task with more fds than
+    // SmallTable, whose count changes all the time, reuses it for this long whatever the count.
     private const int ScanValidityMs = 1000, SmallTable = 64;
     private const int MaxCachedTasks = 4096;
     // Bounds on what a program can make us read: fds scanned per task, bytes of one epoll's fdinfo.
@@ -39,8 +39,9 @@ internal static class EpollTransfer
     private static volatile string? _unavailable;
 
     /// <summary>One swap's request and its result.</summary>
-    private sealed class Job(int tid, int fd, int oldCopy, int replacement, int[]? epollFds)
+    private sealed class Job(int tid, int fd, int oldCopy, int replacement, int[]? epollFds, int fdCount)
     {
+        public int FdCount { get; } = fdCount;
         public int Tid { get; } = tid;
         public int Fd { get; } = fd;
         public int OldCopy { get; } = oldCopy;
@@ -59,9 +60,11 @@ internal static class EpollTransfer
     {
         if (_unavailable is not null) return [];
         var known = CachedScan(tid);
-        // The common case of a program without epoll: no hand-over. stat of /proc/TID/fd counts its fds (6.2).
-        if (known is { EpollFds.Length: 0 } && known.Value.FdCount == OpenFdCount(tid)) return [];
-        var job = new Job(tid, fd, oldCopy, replacement, known is { FdCount: > SmallTable } big ? big.EpollFds : null);
+        // stat of /proc/TID/fd counts the task's fds (6.2; 0 before, then only time limits the reuse).
+        int fdCount = OpenFdCount(tid);
+        if (known is { } k && k.FdCount != fdCount && k.FdCount <= SmallTable) known = null;
+        if (known is { EpollFds.Length: 0 }) return []; // the common case of a program without epoll: no hand-over
+        var job = new Job(tid, fd, oldCopy, replacement, known?.EpollFds, fdCount);
         long deadline = Environment.TickCount64 + WaitMs;
         if (!Monitor.TryEnter(SubmitGate, WaitMs)) return [$"busy for over {WaitMs} ms, registrations not checked"];
         try
@@ -187,11 +190,10 @@ internal static class EpollTransfer
             if (job.EpollFds is null || !Check(job, job.EpollFds, oldSocket, ownTid, matches))
             {
                 matches.Clear();
-                int fdCount = OpenFdCount(job.Tid);
-                int[]? found = Scan(job, oldSocket, ownTid, matches, out int scanned);
+                int[]? found = Scan(job, oldSocket, ownTid, matches);
                 if (found is null) return;
                 // Counted before the scan: an fd opened meanwhile makes the next swap look again.
-                Remember(job.Tid, found, found.Length == 0 ? fdCount : scanned);
+                Remember(job.Tid, found, job.FdCount);
             }
             if (matches.Count == 0) return;
             ulong oldInode = Native.Socket.Inode(oldSocket);
@@ -244,9 +246,9 @@ internal static class EpollTransfer
     }
 
     /// <summary>Every epoll fd of the task (the first <see cref="MaxScannedFds"/> fds), noting those that watch the old socket; null when unreadable.</summary>
-    private static int[]? Scan(Job job, int oldSocket, int ownTid, List<int> matches, out int scanned)
+    private static int[]? Scan(Job job, int oldSocket, int ownTid, List<int> matches)
     {
-        scanned = 0;
+        int scanned = 0;
         int dir = Native.Epoll.OpenProc($"/proc/{job.Tid}/fd", directory: true);
         if (dir < 0) return null;
         var epollFds = new List<int>();
