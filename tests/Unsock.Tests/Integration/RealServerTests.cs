@@ -281,9 +281,9 @@ public partial class RealServerTests : IntegrationTest
             wait $PROBE
             """, "127.0.0.1/32", out string decisions);
         var results = output.Split('\n').Where(l => l.StartsWith("ok ", StringComparison.Ordinal) || l.StartsWith("FAIL", StringComparison.Ordinal) || l == "done");
-        Assert.Equal(["ok level", "ok edge", "ok oneshot", "ok two-sets", "ok shared-number", "done"], results);
+        Assert.Equal(["ok level", "ok edge", "ok oneshot", "ok two-sets", "ok shared-number", "ok crowded", "done"], results);
         // The listener was registered before bind, each client before connect: their entries moved.
-        foreach (string data in (string[])["4c", "1111", "2222", "3333", "4451", "4452", "5552"])
+        foreach (string data in (string[])["4c", "1111", "2222", "3333", "4451", "4452", "5552", "6666"])
             Assert.Contains($"data 0x{data}) moved to the new socket", decisions);
         Assert.DoesNotContain("data 0x5551", decisions); // the other file under the same number stays where it was
     }

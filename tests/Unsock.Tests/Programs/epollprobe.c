@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -141,6 +142,24 @@ static void shared_number(void) {
     printf("ok shared-number\n");
 }
 
+/* A crowded set: the socket's entry sits among a thousand others, so the set's fdinfo runs to some 85 KB. */
+static void crowded(void) {
+    struct rlimit lim;
+    getrlimit(RLIMIT_NOFILE, &lim);
+    if (lim.rlim_cur < 2100) { lim.rlim_cur = lim.rlim_max < 2100 ? lim.rlim_max : 2100; setrlimit(RLIMIT_NOFILE, &lim); }
+    int ep = epoll_create1(0), s, pipes[1000][2];
+    for (int i = 0; i < 1000; i++) {
+        if (pipe(pipes[i]) != 0) FAIL("crowded", "pipe: %s", strerror(errno));
+        add(ep, pipes[i][0], EPOLLIN, 0x10000 + i);
+    }
+    int c = connect_registered(ep, EPOLLIN | EPOLLOUT, 0x6666, &s);
+    struct epoll_event ev;
+    if (wait_one(ep, 5000, &ev) != 1 || ev.data.u64 != 0x6666 || !(ev.events & EPOLLOUT)) FAIL("crowded", "no EPOLLOUT with data 0x6666 after connect");
+    for (int i = 0; i < 1000; i++) { close(pipes[i][0]); close(pipes[i][1]); }
+    close(c); close(s); close(ep);
+    printf("ok crowded\n");
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) { fprintf(stderr, "usage: epollprobe PORT\n"); return 2; }
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -156,6 +175,7 @@ int main(int argc, char **argv) {
     one_shot();
     two_sets();
     shared_number();
+    crowded();
     printf("done\n");
     return failures ? 1 : 0;
 }
