@@ -97,7 +97,7 @@ internal sealed partial class Redirector
     /// <summary>Writes the peer address and installs the accepted socket as the call's result. Consumes <paramref name="accepted"/>.</summary>
     private Outcome Deliver(in SyscallRequest r, ConvertedSocket listener, int accepted, int flags)
     {
-        var peer = AcceptedPeer(_registry.GetOrAddAccepted(Sock.Inode(accepted), listener));
+        var peer = AcceptedPeer(_registry.GetOrAddAccepted(Sock.Inode(accepted), listener), accepted);
         Span<byte> sa = stackalloc byte[InetEndpoint.SockAddrIn6Size];
         int size = peer.Encode(sa);
         int err = WriteSockAddr(r.Pid, r.A1, r.A2, sa[..size]);

@@ -57,7 +57,7 @@ internal sealed partial class Redirector
             }
             else if (peer)
             {
-                reported = entry.AcceptedFromListener ? AcceptedPeer(entry) : PeerOf(entry);
+                reported = entry.AcceptedFromListener ? AcceptedPeer(entry, copy) : PeerOf(entry);
                 if (reported is null) return Outcome.Fail(Errors.ENOTCONN);
             }
             else
@@ -107,13 +107,32 @@ internal sealed partial class Redirector
     /// "local clients only" checks hold, as for a TCP client on this host) or else fakeAddress, with a port of
     /// its own. Connections through VSOCK/TIPC listeners come from elsewhere: fakeAddress.
     /// </summary>
-    private InetEndpoint AcceptedPeer(ConvertedSocket accepted)
+    /// <param name="acceptedFd">Our copy of the accepted socket.</param>
+    private InetEndpoint AcceptedPeer(ConvertedSocket accepted, int acceptedFd)
     {
         if (PeerOf(accepted) is { } known) return known;
         ulong? clientInode = accepted.Family == Sock.AfUnix ? PeerInodeOf(accepted.Inode) : null;
         var client = clientInode is { } c ? _registry.Find(c) : null;
+        bool ours = client is null && clientInode is not null && ConnectedBySupervisor(acceptedFd);
+        if (ours)
+        {
+            // Our own client, accepted between its connect and our record of it (a server in epoll_wait is that
+            // quick): the record follows within microseconds, unless that thread is descheduled.
+            long until = Environment.TickCount64 + 5;
+            while (client is null && Environment.TickCount64 < until)
+            {
+                Thread.Yield();
+                client = _registry.Find(clientInode!.Value);
+            }
+        }
         InetEndpoint peer;
-        if (client is { AcceptedFromListener: false, File: null } && PeerOf(client) is not null)
+        if (client is null && ours)
+        {
+            // Still unrecorded: it reports a loopback address and this port for itself; only the IPv6 form can differ.
+            bool mapped = LocalOf(accepted) is { } bound && (!bound.IsIPv6 || bound.Address.IsIPv4MappedToIPv6 || bound.Address.Equals(IPAddress.IPv6Any));
+            peer = new InetEndpoint(Loopback(accepted.IPv6, mapped), Ports.PortFor(clientInode!.Value, accepted));
+        }
+        else if (client is { AcceptedFromListener: false, File: null } && PeerOf(client) is not null)
         {
             var local = ClientLocal(client);
             bool representable = accepted.IPv6 || !local.IsIPv6 || local.Address.IsIPv4MappedToIPv6;
@@ -125,6 +144,16 @@ internal sealed partial class Redirector
         }
         lock (accepted) return accepted.Peer ??= peer;
     }
+
+    /// <summary>SO_PEERCRED: the process that connected the other end; the supervisor connects for the clients it converts.</summary>
+    private static bool ConnectedBySupervisor(int fd)
+    {
+        Span<byte> credentials = stackalloc byte[12]; // struct ucred: pid, uid, gid
+        return Sock.GetRaw(fd, Sock.SolSocket, SoPeerCred, credentials) >= 4 &&
+               BitConverter.ToInt32(credentials) == Environment.ProcessId;
+    }
+
+    private const int SoPeerCred = 17;
 
     private IPAddress ListenerSidePeerAddress(ConvertedSocket accepted)
     {
