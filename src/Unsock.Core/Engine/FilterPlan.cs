@@ -48,8 +48,10 @@ public static class FilterPlan
             rules.Add(new(Syscalls.Shutdown, FilterAction.Notify, new ArgCondition(1, ArgOp.NotEqual, ShutWr)));
             if (policy.AcceptConvert != AcceptConvert.None)
             {
-                rules.Add(new(Syscalls.Accept, FilterAction.Notify));
-                rules.Add(new(Syscalls.Accept4, FilterAction.Notify));
+                // Only an accept that asks for the peer's address has one to rewrite (all 64 bits: a pointer).
+                var wantsAddress = new ArgCondition(1, ArgOp.NotEqual, 0, ArgCondition.FullMask);
+                rules.Add(new(Syscalls.Accept, FilterAction.Notify, wantsAddress));
+                rules.Add(new(Syscalls.Accept4, FilterAction.Notify, wantsAddress));
             }
         }
         if (policy.BlockInet6)

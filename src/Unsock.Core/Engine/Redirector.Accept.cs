@@ -7,9 +7,9 @@ namespace Unsock.Core.Engine;
 internal sealed partial class Redirector
 {
     /// <summary>
-    /// accept/accept4 on a converted listener, trapped only when acceptConvert asks for AF_INET peer
-    /// addresses: the supervisor accepts on its copy, writes the fake peer address and installs the new
-    /// socket in one step (ADDFD_FLAG_SEND). A connection accepted for a target that was interrupted meanwhile
+    /// accept/accept4 on a converted listener, trapped unless acceptConvert is "none": the supervisor accepts
+    /// on its copy, writes the peer address (see <see cref="AcceptedPeer"/>) and installs the new socket in
+    /// one step (ADDFD_FLAG_SEND). A connection accepted for a target that was interrupted meanwhile
     /// is kept for the listener's next accept, never dropped.
     /// </summary>
     private Outcome Accept(in SyscallRequest r, int flags)
@@ -24,7 +24,8 @@ internal sealed partial class Redirector
                 return Outcome.Continue;
             var listener = _registry.Find(Sock.Inode(copy));
             if (listener?.Local is null) return Outcome.Continue;
-            bool convert = _policy.AcceptConvert == AcceptConvert.All ||
+            // "converted" (the default) and "all": every listener of ours; "vsock": only VSOCK ones.
+            bool convert = _policy.AcceptConvert is AcceptConvert.Converted or AcceptConvert.All ||
                            (_policy.AcceptConvert == AcceptConvert.Vsock && listener.Family == Sock.AfVsock);
             if (!convert) return Outcome.Continue;
             if ((flags & ~(Sock.SockNonblock | Sock.SockCloexec)) != 0) return Outcome.Fail(Errors.EINVAL);
@@ -74,9 +75,9 @@ internal sealed partial class Redirector
     /// <summary>Writes the peer address and installs the accepted socket as the call's result. Consumes <paramref name="accepted"/>.</summary>
     private Outcome Deliver(in SyscallRequest r, ConvertedSocket listener, int accepted, int flags)
     {
-        _registry.GetOrAddAccepted(Sock.Inode(accepted), listener);
+        var peer = AcceptedPeer(_registry.GetOrAddAccepted(Sock.Inode(accepted), listener), accepted);
         Span<byte> sa = stackalloc byte[InetEndpoint.SockAddrIn6Size];
-        int size = FakePeer(listener.IPv6).Encode(sa);
+        int size = peer.Encode(sa);
         int err = WriteSockAddr(r.Pid, r.A1, r.A2, sa[..size]);
         if (err != 0)
         {
@@ -92,7 +93,7 @@ internal sealed partial class Redirector
             return err == Errors.ENOENT ? Outcome.Answered : Outcome.Fail(err);
         }
         Sock.Close(accepted);
-        if (_log.Enabled) _log.Decision(r.Pid, "accept", listener.Local?.ToString() ?? "", $"connection from {FakePeer(listener.IPv6)} (acceptConvert)");
+        if (_log.Enabled) _log.Decision(r.Pid, "accept", listener.Local?.ToString() ?? "", $"connection from {peer}");
         return Outcome.Answered;
     }
 

@@ -157,7 +157,11 @@ internal sealed partial class Redirector : IDisposable
             bool cloexec = onWorker ? TargetProcess.IsCloseOnExecUncached(r.Pid, targetFd) : _target.IsCloseOnExec(r.Pid, targetFd);
             _registry.Add(entry);
             err = _listener.ReplaceFd(r.Id, replacement, targetFd, cloexec);
-            if (err == 0) return Outcome.AfterSwap(entry, replacement, oldCopy);
+            if (err == 0)
+            {
+                MoveEpollRegistrations(r, targetFd, oldCopy, replacement);
+                return Outcome.AfterSwap(entry, replacement, oldCopy);
+            }
             // The target was interrupted or killed before the fd went in: nothing changed on its side.
         }
         else if (err is Errors.EBADF or Errors.ENOTSOCK)
@@ -275,6 +279,7 @@ internal sealed partial class Redirector : IDisposable
     public void Dispose()
     {
         Sock.Close(_spareUnixSocket);
+        _peerDiag?.Dispose();
         _target.Dispose();
     }
 }

@@ -7,7 +7,7 @@ internal static partial class Interop
     /// NETLINK_SOCK_DIAG's exact lookup of one Unix socket by inode (unix_diag, in the kernel since 3.3).
     /// Unlike a read of /proc/net/unix, which can skip entries while sockets come and go, it is exact.
     /// </summary>
-    internal sealed unsafe class UnixDiag : IDisposable
+    internal sealed unsafe partial class UnixDiag : IDisposable
     {
         private const int AfNetlink = 16, NetlinkSockDiag = 4, SockDiagByFamily = 20, NlmsgError = 2;
         private const ushort NlmFRequest = 1;

@@ -1,15 +1,17 @@
 namespace Unsock.Core.Policies;
 
 /// <summary>
-/// Which peer addresses <c>accept</c>/<c>getpeername</c> report as the policy's fake IPv4/IPv6 address
-/// (the original's UNSOCK_ACCEPT_CONVERT_ALL / UNSOCK_ACCEPT_CONVERT_VSOCK).
+/// Which accepted connections report an IPv4/IPv6 peer from <c>accept</c> instead of their AF_UNIX (or
+/// VSOCK, TIPC) one. Whatever the value, <c>getpeername</c> of an accepted connection reports one.
 /// </summary>
 public enum AcceptConvert
 {
-    /// <summary>Peers of redirected sockets only; other families are reported as they are.</summary>
+    /// <summary>accept reports the real (AF_UNIX) peer.</summary>
     None,
-    /// <summary>Every peer address that is not AF_INET.</summary>
+    /// <summary>Every listener we converted, and VSOCK peers (the original's UNSOCK_ACCEPT_CONVERT_ALL).</summary>
     All,
-    /// <summary>AF_VSOCK peers.</summary>
+    /// <summary>Only listeners converted to VSOCK (the original's UNSOCK_ACCEPT_CONVERT_VSOCK).</summary>
     Vsock,
+    /// <summary>Every listener we converted, as the original always did: the default.</summary>
+    Converted,
 }

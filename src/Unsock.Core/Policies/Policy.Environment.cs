@@ -55,7 +55,7 @@ public sealed partial class Policy
 
         bool convertAll = Switch(environment, "UNSOCK_ACCEPT_CONVERT_ALL");
         bool convertVsock = Switch(environment, "UNSOCK_ACCEPT_CONVERT_VSOCK");
-        AcceptConvert acceptConvert = convertAll ? AcceptConvert.All : convertVsock ? AcceptConvert.Vsock : AcceptConvert.None;
+        AcceptConvert acceptConvert = convertAll ? AcceptConvert.All : convertVsock ? AcceptConvert.Vsock : AcceptConvert.Converted;
 
         var rule = new PolicyRule(0, RuleDirection.Any, RuleProtocol.Tcp, network, port, new DirectoryAction(directory), mode);
         return new Policy(

@@ -52,7 +52,8 @@ public sealed partial class Policy
             {
                 AcceptConvert.All => "all",
                 AcceptConvert.Vsock => "vsock",
-                _ => "none",
+                AcceptConvert.None => "none",
+                _ => "converted",
             });
             writer.WriteBoolean("blockInet", BlockInet);
             writer.WriteBoolean("blockInet6", BlockInet6);

@@ -18,7 +18,7 @@ public sealed partial class Policy : IEquatable<Policy>
     public Policy(
         IEnumerable<PolicyRule> rules,
         IPAddress? fakeAddress = null,
-        AcceptConvert acceptConvert = AcceptConvert.None,
+        AcceptConvert acceptConvert = AcceptConvert.Converted,
         bool blockInet = false,
         bool blockInet6 = false,
         string source = "code")

@@ -64,15 +64,16 @@ internal sealed class PolicyFileReader
                 fakeAddress = parsed;
             }
 
-            AcceptConvert acceptConvert = AcceptConvert.None;
+            AcceptConvert acceptConvert = AcceptConvert.Converted;
             if (keys.TryGetValue("acceptConvert", out JsonElement convert))
             {
-                acceptConvert = ReadString(convert, null, "acceptConvert", "\"none\", \"all\" or \"vsock\"") switch
+                acceptConvert = ReadString(convert, null, "acceptConvert", "\"converted\", \"none\", \"all\" or \"vsock\"") switch
                 {
+                    "converted" => AcceptConvert.Converted,
                     "none" => AcceptConvert.None,
                     "all" => AcceptConvert.All,
                     "vsock" => AcceptConvert.Vsock,
-                    _ => throw PolicyException.At(_source, null, "acceptConvert", $"{Show(convert)} is not one of \"none\", \"all\", \"vsock\""),
+                    _ => throw PolicyException.At(_source, null, "acceptConvert", $"{Show(convert)} is not one of \"converted\", \"none\", \"all\", \"vsock\""),
                 };
             }
 

@@ -48,8 +48,15 @@ public class FilterPlanTests
         Assert.Equal(SeccompAction.Allow, Decide(Redirect, SeccompData.X86_64(Syscalls.SetSockOpt, 3, 1, 7, 0x1000, 4)));  // SOL_SOCKET SO_SNDBUF
         Assert.Equal(SeccompAction.Allow, Decide(Redirect, SeccompData.X86_64(Syscalls.Shutdown, 3, 1)));  // SHUT_WR: a half-close
         Assert.Equal(SeccompAction.Notify, Decide(Redirect, SeccompData.X86_64(Syscalls.Shutdown, 3, 2)));
-        // accept is trapped only when acceptConvert asks for peer addresses.
-        Assert.Equal(SeccompAction.Allow, Decide(Redirect, SeccompData.X86_64(Syscalls.Accept4, 3, 0x1000, 0x2000, 0)));
+        // accept is trapped by default (acceptConvert "converted"), but not with "none", and only with an address to rewrite.
+        Assert.Equal(SeccompAction.Notify, Decide(Redirect, SeccompData.X86_64(Syscalls.Accept4, 3, 0x1000, 0x2000, 0)));
+        Assert.Equal(SeccompAction.Notify, Decide(Redirect, SeccompData.X86_64(Syscalls.Accept, 3, 0x1000, 0x2000)));
+        Assert.Equal(SeccompAction.Allow, Decide(Redirect, SeccompData.X86_64(Syscalls.Accept4, 3, 0, 0, 0)));
+        Assert.Equal(SeccompAction.Allow, Decide(Redirect, SeccompData.X86_64(Syscalls.Accept, 3, 0, 0)));
+        // A pointer whose low half is zero is still a pointer.
+        Assert.Equal(SeccompAction.Notify, Decide(Redirect, SeccompData.X86_64(Syscalls.Accept4, 3, 0x7f0000000000, 0x2000, 0)));
+        Assert.Equal(SeccompAction.Allow, Decide("""{ "acceptConvert": "none", "rules": [ { "directory": "/tmp/x" } ] }""",
+            SeccompData.X86_64(Syscalls.Accept4, 3, 0x1000, 0x2000, 0)));
         Assert.Equal(SeccompAction.Notify, Decide("""{ "acceptConvert": "all", "rules": [ { "directory": "/tmp/x" } ] }""",
             SeccompData.X86_64(Syscalls.Accept4, 3, 0x1000, 0x2000, 0)));
     }

@@ -20,7 +20,7 @@ public class PolicyEnvironmentTests
 
         Assert.Equal("environment", policy.Source);
         Assert.Equal(IPAddress.Parse("127.175.0.0"), policy.FakeAddress);
-        Assert.Equal(AcceptConvert.None, policy.AcceptConvert);
+        Assert.Equal(AcceptConvert.Converted, policy.AcceptConvert);
         Assert.False(policy.BlockInet);
         Assert.False(policy.BlockInet6);
         PolicyRule rule = Assert.Single(policy.Rules);
@@ -214,8 +214,8 @@ public class PolicyEnvironmentTests
     [InlineData("1", "0", AcceptConvert.All)]
     [InlineData("0", "1", AcceptConvert.Vsock)]
     [InlineData("1", "1", AcceptConvert.All)]
-    [InlineData("0", "0", AcceptConvert.None)]
-    [InlineData("", "", AcceptConvert.None)]
+    [InlineData("0", "0", AcceptConvert.Converted)]
+    [InlineData("", "", AcceptConvert.Converted)]
     public void Accept_convert_variables_choose_the_conversion(string all, string vsock, AcceptConvert expected)
     {
         Policy policy = FromEnvironment(("UNSOCK_DIR", "/s"),

@@ -115,7 +115,7 @@ public class PolicyErrorTests
     public void Bad_accept_convert_is_refused()
     {
         AssertNames(Refuse("""{ "acceptConvert": "All" }"""), null, "acceptConvert",
-            "web.json: acceptConvert: \"All\" is not one of \"none\", \"all\", \"vsock\"");
+            "web.json: acceptConvert: \"All\" is not one of \"converted\", \"none\", \"all\", \"vsock\"");
     }
 
     [Fact]

@@ -67,7 +67,7 @@ public class PolicyParsingTests
         Policy policy = Policy.Parse("{}", "empty.json");
 
         Assert.Equal(IPAddress.Parse("127.175.0.0"), policy.FakeAddress);
-        Assert.Equal(AcceptConvert.None, policy.AcceptConvert);
+        Assert.Equal(AcceptConvert.Converted, policy.AcceptConvert);
         Assert.False(policy.BlockInet);
         Assert.False(policy.BlockInet6);
         Assert.Empty(policy.Rules);
@@ -88,6 +88,8 @@ public class PolicyParsingTests
         Assert.True(policy.BlockInet);
         Assert.True(policy.BlockInet6);
         Assert.Equal(AcceptConvert.All, Policy.Parse("""{ "acceptConvert": "all" }""", "p.json").AcceptConvert);
+        Assert.Equal(AcceptConvert.Converted, Policy.Parse("""{ "acceptConvert": "converted" }""", "p.json").AcceptConvert);
+        Assert.Equal(AcceptConvert.None, Policy.Parse("""{ "acceptConvert": "none" }""", "p.json").AcceptConvert);
     }
 
     [Fact]
@@ -194,7 +196,7 @@ public class PolicyParsingTests
             {
               "version": 1,
               "fakeAddress": "127.175.0.0",
-              "acceptConvert": "none",
+              "acceptConvert": "converted",
               "blockInet": false,
               "blockInet6": false,
               "rules": [
