@@ -39,7 +39,7 @@ internal sealed unsafe class EngineScale : IDisposable
     private static readonly string[] EngineThreadNames = ["unsock-notify-", "unsock-poller", "unsock-sweep"];
 
     /// <summary>What /proc says about this process: the supervisor's footprint.</summary>
-    private readonly record struct Footprint(int Threads, int EngineThreads, int Fds, long RssKb)
+    private readonly record struct Footprint(int Threads, int EngineThreads, int Fds, long RssKb, long HeapKb)
     {
         public static Footprint Now()
         {
@@ -56,13 +56,13 @@ internal sealed unsafe class EngineScale : IDisposable
             }
             // Minus the directory fd the enumeration itself holds open.
             int fds = Directory.EnumerateFileSystemEntries("/proc/self/fd").Count() - 1;
-            return new(threads, engineThreads, fds, Driver.ChildProcess.StatusKb(Environment.ProcessId, "VmRSS"));
+            return new(threads, engineThreads, fds, Driver.ChildProcess.StatusKb(Environment.ProcessId, "VmRSS"), GC.GetTotalMemory(false) / 1024);
         }
 
         public static Footprint Max(Footprint a, Footprint b) =>
-            new(Math.Max(a.Threads, b.Threads), Math.Max(a.EngineThreads, b.EngineThreads), Math.Max(a.Fds, b.Fds), Math.Max(a.RssKb, b.RssKb));
+            new(Math.Max(a.Threads, b.Threads), Math.Max(a.EngineThreads, b.EngineThreads), Math.Max(a.Fds, b.Fds), Math.Max(a.RssKb, b.RssKb), Math.Max(a.HeapKb, b.HeapKb));
 
-        public string Keys(string prefix) => $"{prefix}_threads={Threads} {prefix}_engine_threads={EngineThreads} {prefix}_fds={Fds} {prefix}_rss_kb={RssKb}";
+        public string Keys(string prefix) => $"{prefix}_threads={Threads} {prefix}_engine_threads={EngineThreads} {prefix}_fds={Fds} {prefix}_rss_kb={RssKb} {prefix}_heap_kb={HeapKb}";
     }
 
     public static string Run(int listeners, double seconds, string? work)
@@ -108,15 +108,17 @@ internal sealed unsafe class EngineScale : IDisposable
         Progress($"engine started (default options), nothing attached: {Describe(none)}");
 
         SpawnTargets(bench, 1, 1);
-        var one = Settled();
-        Progress($"1 idle listener: {Describe(one)}");
         double alone = Phase(1, 1).Rate;
         Progress($"1 target alone: {alone:F0} connections/s");
+        // Read after that phase: what the engine grew to serve it does not count as the cost of the next listeners.
+        var one = Settled();
+        Progress($"1 idle listener: {Describe(one)}");
 
         SpawnTargets(bench, 2, _listeners);
         var all = Settled();
         double perListener = (all.RssKb - one.RssKb) / (double)(_listeners - 1);
-        Progress($"{_listeners} idle listeners: {Describe(all)}; {perListener:F1} KB of VmRSS per additional idle listener");
+        double heapPerListener = (all.HeapKb - one.HeapKb) / (double)(_listeners - 1);
+        Progress($"{_listeners} idle listeners: {Describe(all)}; per additional idle listener {perListener:F1} KB of VmRSS, {heapPerListener:F1} KB of managed heap");
         double among = Phase(1, 1).Rate;
         Progress($"1 target, {_listeners - 1} others idle: {among:F0} connections/s");
         var (aggregate, total, busy) = Phase(1, _listeners);
@@ -128,19 +130,21 @@ internal sealed unsafe class EngineScale : IDisposable
         return string.Join(' ',
             $"listeners={_listeners}", none.Keys("none"), one.Keys("idle1"), all.Keys("idle_n"),
             $"rss_per_listener_kb={perListener.ToString("F1", CultureInfo.InvariantCulture)}",
+            $"heap_per_listener_kb={heapPerListener.ToString("F1", CultureInfo.InvariantCulture)}",
             $"one_alone_conn_per_s={alone:F0}", $"one_among_n_conn_per_s={among:F0}",
             $"all_conn_per_s={aggregate:F0}", $"all_conns={total}", busy.Keys("busy"), after.Keys("after"));
     }
 
     private static string Describe(Footprint f) =>
-        $"{f.Threads} threads ({f.EngineThreads} of the engine), {f.Fds} fds, VmRSS {f.RssKb / 1024.0:F1} MB";
+        $"{f.Threads} threads ({f.EngineThreads} of the engine), {f.Fds} fds, VmRSS {f.RssKb / 1024.0:F1} MB, managed heap {f.HeapKb / 1024.0:F1} MB";
 
-    /// <summary>The footprint once the bench's own garbage is collected and the engine's 1 s sweep has passed.</summary>
+    /// <summary>The footprint once the engine's 1 s sweep has passed and garbage (with what finalizers free) is collected.</summary>
     private static Footprint Settled()
     {
+        Thread.Sleep(1500);
         GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
         GC.WaitForPendingFinalizers();
-        Thread.Sleep(1500);
+        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
         return Footprint.Now();
     }
 
@@ -180,7 +184,9 @@ internal sealed unsafe class EngineScale : IDisposable
         int count = last - first + 1;
         // Time for every target to be signalled and read the phase file before the start.
         long startAt = Stopwatch.GetTimestamp() + (long)((0.3 + 0.002 * count) * Stopwatch.Frequency);
-        File.WriteAllText(_phaseFile, $"{startAt} {_seconds.ToString(CultureInfo.InvariantCulture)}");
+        // A lone target warms up first (its first connections fill the engine's caches); 1,000 at once would outlast the lead time.
+        int warmUp = count == 1 ? 200 : 0;
+        File.WriteAllText(_phaseFile, $"{startAt} {_seconds.ToString(CultureInfo.InvariantCulture)} {warmUp}");
         lock (_gate)
             for (int i = first; i <= last; i++)
                 if (kill(_targets[i - 1].Pid, SigUsr1) < 0) throw new BenchIoException($"kill target {i}", errno);

@@ -10,7 +10,7 @@ namespace Unsock.Bench;
 /// <summary>
 /// One target of engine-scale, started by it with its own filter: serves a redirected listener on
 /// 127.0.0.1:PORT, makes one connection to it and holds it, then idles. Each SIGUSR1 runs one phase of
-/// short connections to that listener as the phase file says (start time, seconds). Lines go to the
+/// short connections to that listener as the phase file says (start time, seconds, warm-up connections). Lines go to the
 /// shared report pipe; it ends on SIGTERM or when the engine-scale process is gone (the parent pipe ends).
 /// </summary>
 internal static unsafe class EngineTarget
@@ -70,8 +70,10 @@ internal static unsafe class EngineTarget
             var phase = File.ReadAllText(phaseFile).Split(' ');
             long startAt = long.Parse(phase[0], CultureInfo.InvariantCulture);
             double seconds = double.Parse(phase[1], CultureInfo.InvariantCulture);
+            int warmUp = int.Parse(phase[2], CultureInfo.InvariantCulture);
             try
             {
+                for (int i = 0; i < warmUp; i++) Workloads.OneShortConnection(endpoint);
                 var (conns, start, end) = ShortConnections(endpoint, startAt, seconds);
                 Report(reportFd, $"done {index} conns={conns} start={start} end={end}");
             }

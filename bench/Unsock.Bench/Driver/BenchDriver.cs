@@ -255,8 +255,10 @@ internal sealed class BenchDriver(DriverOptions o)
             _m.Add("es_engine_threads", state, round, ChildProcess.Value(output, $"{state}_engine_threads"));
             _m.Add("es_fds", state, round, ChildProcess.Value(output, $"{state}_fds"));
             _m.Add("es_rss", state, round, ChildProcess.Value(output, $"{state}_rss_kb"));
+            _m.Add("es_heap", state, round, ChildProcess.Value(output, $"{state}_heap_kb"));
         }
         _m.Add("es_rss_per_listener", Engine, round, ChildProcess.Value(output, "rss_per_listener_kb"));
+        _m.Add("es_heap_per_listener", Engine, round, ChildProcess.Value(output, "heap_per_listener_kb"));
         _m.Add("es_conn", EngineAlone, round, ChildProcess.Value(output, "one_alone_conn_per_s"));
         _m.Add("es_conn", EngineAmong, round, ChildProcess.Value(output, "one_among_n_conn_per_s"));
         _m.Add("es_conn", EngineAll, round, ChildProcess.Value(output, "all_conn_per_s"));
