@@ -144,7 +144,7 @@ internal sealed class MarkdownReport(DriverOptions o, Measurements m, IReadOnlyL
         _s.AppendLine("Threads, fds and VmRSS are the engine process's, from /proc, 1.5 s after the last change (past the engine's 1 s sweep) and full GCs;");
         _s.AppendLine("\"of the engine\" counts its notification threads, poller and sweeper. Its fds include one listener per target and");
         _s.AppendLine("the notification threads' caches of pidfds and /proc files (bounded per thread). During the phase of all targets the");
-        _s.AppendLine("largest values sampled every 100 ms are shown.").AppendLine();
+        _s.AppendLine("largest values sampled every 100 ms are shown (there the managed heap includes garbage not yet collected).").AppendLine();
         _s.AppendLine("| engine process | threads (of the engine) | fds | VmRSS | managed heap | external supervisor |").AppendLine("|---|---|---|---|---|---|");
         foreach (var (state, label) in new[]
         {
