@@ -15,9 +15,7 @@ internal static unsafe class BenchServer
 
     public static int Serve(BenchEndpoint endpoint, int threads, string? readyFile)
     {
-        int listener = endpoint.Listen();
-        for (int i = 0; i < threads; i++)
-            new Thread(() => AcceptLoop(listener), 256 * 1024) { IsBackground = true, Name = "bench-accept" }.Start();
+        StartAccepting(endpoint.Listen(), threads);
         Ready(readyFile);
         Thread.Sleep(Timeout.Infinite);
         return 0;
@@ -30,6 +28,13 @@ internal static unsafe class BenchServer
         Ready(readyFile);
         Thread.Sleep(Timeout.Infinite);
         return 0;
+    }
+
+    /// <summary>Serves <paramref name="listener"/> on <paramref name="threads"/> background threads.</summary>
+    public static void StartAccepting(int listener, int threads)
+    {
+        for (int i = 0; i < threads; i++)
+            new Thread(() => AcceptLoop(listener), 256 * 1024) { IsBackground = true, Name = "bench-accept" }.Start();
     }
 
     private static void Ready(string? readyFile)

@@ -19,7 +19,11 @@ internal static class Program
           storm ADDR --conns N --start-at TICKS [--hold ADDR] [--release FILE] [--max-hold 60]
           syscalls --op getpid|pipe [--count 2000000]   ns per call that is not trapped
           spawn [--count 20] -- /ABS/COMMAND ARGS...    start-up time of a command
-          drive --launcher PATH --out FILE [--rounds 5] [--work DIR] [--quick]
+          engine-scale [--listeners 1000] [--seconds 2] [--work DIR]
+                                                        one engine in this process, N targets each with its own listener
+          engine-target --index I --port P --report FD --parent FD --phase FILE
+                                                        one target of engine-scale (started by it)
+          drive --launcher PATH --out FILE [--rounds 5] [--work DIR] [--listeners 1000] [--quick]
         ADDR is tcp:HOST:PORT or unix:PATH.
         """;
 
@@ -30,7 +34,8 @@ internal static class Program
             Console.Out.WriteLine(Usage);
             return args.Length == 0 ? 2 : 0;
         }
-        PosixSignalRegistration.Create(PosixSignal.SIGTERM, _ => Environment.Exit(0));
+        // engine-scale stops its targets on SIGTERM itself.
+        if (args[0] != "engine-scale") PosixSignalRegistration.Create(PosixSignal.SIGTERM, _ => Environment.Exit(0));
         try
         {
             var o = Options.Parse(args.AsSpan(1));
@@ -45,6 +50,9 @@ internal static class Program
                     o.Text("--hold") is { } h ? BenchEndpoint.Parse(h) : null, o.Text("--release"), o.Double("--max-hold", 60)),
                 "syscalls" => SyscallLoop.Run(o.Text("--op") ?? "getpid", o.Int("--count", 2_000_000)),
                 "spawn" => SpawnTimer.Run(o.Rest, o.Int("--count", 20)),
+                "engine-scale" => EngineScale.Run(o.Int("--listeners", 1000), o.Double("--seconds", 2), o.Text("--work")),
+                "engine-target" => EngineTarget.Run(o.Int("--index", 0), o.Int("--port", 0), o.Int("--report", -1), o.Int("--parent", -1),
+                    o.Text("--phase") ?? throw new BenchUsageException("engine-target needs --phase FILE")),
                 "drive" => Done(new BenchDriver(DriverOptions.From(o)).Run()),
                 _ => throw new BenchUsageException($"unknown mode {args[0]}"),
             };

@@ -50,7 +50,7 @@ internal static unsafe class Workloads
         return $"conns={total} conn_per_s={rate:F0}";
     }
 
-    private static void OneShortConnection(BenchEndpoint endpoint)
+    public static void OneShortConnection(BenchEndpoint endpoint)
     {
         int fd = endpoint.Connect();
         try

@@ -13,6 +13,9 @@ namespace Unsock.Bench.Driver;
 internal sealed class BenchDriver(DriverOptions o)
 {
     public const string Tcp = "tcp", Unix = "unix", Embedded = "embedded", Alone = "alone";
+    // Scenario 8's variants: the engine's states and phases, as engine-scale names them.
+    public const string Engine = "engine", EngineAlone = "one-alone", EngineAmong = "one-among-n", EngineAll = "all-n";
+    public static readonly string[] EngineStates = ["none", "idle1", "idle_n", "busy", "after"];
     private const int TcpServerPort = 19001, RedirectedServerPort = 19002, TcpHoldPort = 19011, RedirectedHoldPort = 19012;
     private const int RedisPort = 16379, RedisRedirectedPort = 16380;
 
@@ -67,6 +70,7 @@ internal sealed class BenchDriver(DriverOptions o)
                 Measure("untrapped calls", () => Syscalls(round));
                 if (_redisServer is not null) Measure("redis", () => Redis(order, round));
                 Measure("scale", () => Scale(order, round));
+                Measure("engine scale", () => EngineScale(round));
             }
         }
         finally
@@ -234,6 +238,30 @@ internal sealed class BenchDriver(DriverOptions o)
             _m.Add("rss_after_storm", v.Key, round, after);
             _m.Add("rss_peak_storm", v.Key, round, peak);
         }
+    }
+
+    /// <summary>
+    /// Scenario 8: unsock-bench engine-scale hosts one engine and attaches a listener per target; its key=value
+    /// line holds each state's footprint and each phase's connections/s (see bench/README.md).
+    /// </summary>
+    private void EngineScale(int round)
+    {
+        string work = Path.Combine(o.Work, $"engine-scale-{round}");
+        var output = ChildProcess.Run(o.Bench, ["engine-scale", "--listeners", $"{o.EngineListeners}", "--seconds", Invariant(o.EngineSeconds), "--work", work],
+            TimeSpan.FromSeconds(300 + 0.2 * o.EngineListeners));
+        foreach (var state in EngineStates)
+        {
+            _m.Add("es_threads", state, round, ChildProcess.Value(output, $"{state}_threads"));
+            _m.Add("es_engine_threads", state, round, ChildProcess.Value(output, $"{state}_engine_threads"));
+            _m.Add("es_fds", state, round, ChildProcess.Value(output, $"{state}_fds"));
+            _m.Add("es_rss", state, round, ChildProcess.Value(output, $"{state}_rss_kb"));
+            _m.Add("es_heap", state, round, ChildProcess.Value(output, $"{state}_heap_kb"));
+        }
+        _m.Add("es_rss_per_listener", Engine, round, ChildProcess.Value(output, "rss_per_listener_kb"));
+        _m.Add("es_heap_per_listener", Engine, round, ChildProcess.Value(output, "heap_per_listener_kb"));
+        _m.Add("es_conn", EngineAlone, round, ChildProcess.Value(output, "one_alone_conn_per_s"));
+        _m.Add("es_conn", EngineAmong, round, ChildProcess.Value(output, "one_among_n_conn_per_s"));
+        _m.Add("es_conn", EngineAll, round, ChildProcess.Value(output, "all_conn_per_s"));
     }
 
     /// <summary>

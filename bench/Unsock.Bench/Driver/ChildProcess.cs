@@ -11,15 +11,16 @@ internal static class ChildProcess
     private static readonly TimeSpan RunLimit = TimeSpan.FromSeconds(120);
 
     /// <summary>Runs a command to completion and returns its stdout; a non-zero exit is an error naming the command.</summary>
-    public static string Run(string file, IEnumerable<string> args)
+    public static string Run(string file, IEnumerable<string> args, TimeSpan? limit = null)
     {
         using var p = Start(file, args, capture: true);
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(RunLimit))
+        var within = limit ?? RunLimit;
+        if (!p.WaitForExit(within))
         {
             p.Kill(entireProcessTree: true);
-            throw new BenchIoException($"{Describe(file, args)}: still running after {RunLimit.TotalSeconds} s, killed", 0);
+            throw new BenchIoException($"{Describe(file, args)}: still running after {within.TotalSeconds} s, killed", 0);
         }
         p.WaitForExit();
         if (p.ExitCode != 0) throw new BenchIoException($"{Describe(file, args)}: exit status {p.ExitCode}: {stderr.Result.Trim()}", 0);

@@ -4,7 +4,7 @@ namespace Unsock.Bench.Driver;
 internal sealed record DriverOptions(
     string Bench, string Launcher, string Output, string Work, int Rounds, string? Commit,
     double Seconds, int PingPongCount, int SpawnCount, int GetpidCount, int PipeCount,
-    int RedisRequests, int ScaleTargets, int ScaleConnections)
+    int RedisRequests, int ScaleTargets, int ScaleConnections, int EngineListeners, double EngineSeconds)
 {
     public static DriverOptions From(Options o)
     {
@@ -24,6 +24,8 @@ internal sealed record DriverOptions(
             PipeCount: quick ? 100_000 : 500_000,
             RedisRequests: quick ? 20_000 : 100_000,
             ScaleTargets: o.Int("--targets", quick ? 20 : 100),
-            ScaleConnections: quick ? 20 : 100);
+            ScaleConnections: quick ? 20 : 100,
+            EngineListeners: o.Int("--listeners", quick ? 100 : 1000),
+            EngineSeconds: quick ? 1.0 : 2.0);
     }
 }

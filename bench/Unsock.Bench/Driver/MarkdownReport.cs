@@ -27,6 +27,7 @@ internal sealed class MarkdownReport(DriverOptions o, Measurements m, IReadOnlyL
         Untrapped();
         if (redis) Redis();
         Scale();
+        EngineScale();
         Raw();
         if (errors.Count > 0)
         {
@@ -130,6 +131,39 @@ internal sealed class MarkdownReport(DriverOptions o, Measurements m, IReadOnlyL
         _s.AppendLine($"| per additional idle target | {F(perTarget, "F1")} KB | {External} | < 64 KB: {Verdict(perTarget < 64)} |");
         _s.AppendLine($"| VmHWM (peak) of the {o.ScaleTargets}-target storm above | {Mb(m.Median("rss_peak_storm", BenchDriver.Embedded))} | {External} | |");
         _s.AppendLine($"| VmRSS after that storm, targets idle | {Mb(m.Median("rss_after_storm", BenchDriver.Embedded))} | {External} | |");
+        _s.AppendLine();
+    }
+
+    private void EngineScale()
+    {
+        int n = o.EngineListeners;
+        _s.AppendLine($"## 8. Engine scale: {n} listeners, one engine").AppendLine();
+        _s.AppendLine($"`unsock-bench engine-scale --listeners {n} --seconds {o.EngineSeconds.ToString(CultureInfo.InvariantCulture)}`: the bench process hosts one `NotificationEngine` (default options) and");
+        _s.AppendLine($"starts {n} target processes, each with its own filter and its own listener attached to that engine. Each target");
+        _s.AppendLine("binds a redirected listener on 127.0.0.1:PORT (a port of its own), makes one connection to it and holds it, then idles.");
+        _s.AppendLine("Threads, fds and VmRSS are the engine process's, from /proc, 1.5 s after the last change (past the engine's 1 s sweep) and full GCs;");
+        _s.AppendLine("\"of the engine\" counts its notification threads, poller and sweeper. Its fds include one listener per target and");
+        _s.AppendLine("the notification threads' caches of pidfds and /proc files (bounded per thread). During the phase of all targets the");
+        _s.AppendLine("largest values sampled every 100 ms are shown (there the managed heap includes garbage not yet collected).").AppendLine();
+        _s.AppendLine("| engine process | threads (of the engine) | fds | VmRSS | managed heap | external supervisor |").AppendLine("|---|---|---|---|---|---|");
+        foreach (var (state, label) in new[]
+        {
+            ("none", "engine started, nothing attached"),
+            ("idle1", "1 idle listener, after its phase alone below"),
+            ("idle_n", $"{n} idle listeners"),
+            ("busy", $"while all {n} targets make connections (largest)"),
+            ("after", $"{n} idle listeners, after that"),
+        })
+            _s.AppendLine($"| {label} | {F(m.Median("es_threads", state), "F0")} ({F(m.Median("es_engine_threads", state), "F0")}) | {F(m.Median("es_fds", state), "F0")} | {Mb(m.Median("es_rss", state))} | {Mb(m.Median("es_heap", state))} | {External} |");
+        double perListener = m.Median("es_rss_per_listener", BenchDriver.Engine);
+        _s.AppendLine().AppendLine($"VmRSS per additional idle listener, ({n} idle - 1 idle) / {n - 1}: **{F(perListener, "F1")} KB** (target < 64 KB: {Verdict(perListener < 64)});");
+        _s.AppendLine($"managed heap per additional idle listener (live objects after a full GC, which VmRSS may hide in heap already committed): {F(m.Median("es_heap_per_listener", BenchDriver.Engine), "F1")} KB.").AppendLine();
+        _s.AppendLine($"Short connections (connect, 1-byte request, 1-byte answer, close) of targets to their own listeners for {o.EngineSeconds.ToString(CultureInfo.InvariantCulture)} s;");
+        _s.AppendLine("every connect is a notification of that target's listener. Rate = all connections / (last end - first start).").AppendLine();
+        _s.AppendLine("| connections/s | engine in the bench process | external supervisor | vs one target alone |").AppendLine("|---|---|---|---|");
+        _s.AppendLine($"| one target, the only one attached | {F(m.Median("es_conn", BenchDriver.EngineAlone), "F0")} | {External} | |");
+        _s.AppendLine($"| one target, {n - 1} others attached and idle | {F(m.Median("es_conn", BenchDriver.EngineAmong), "F0")} | {External} | {Ratio(m.SpeedRatio("es_conn", BenchDriver.EngineAmong, BenchDriver.EngineAlone, true))} |");
+        _s.AppendLine($"| all {n} targets at once (aggregate) | {F(m.Median("es_conn", BenchDriver.EngineAll), "F0")} | {External} | {Ratio(m.SpeedRatio("es_conn", BenchDriver.EngineAll, BenchDriver.EngineAlone, true))} |");
         _s.AppendLine();
     }
 
