@@ -72,8 +72,34 @@ internal static partial class Interop
         [LibraryImport(Libc, EntryPoint = "gettid")]
         public static partial int ThreadId();
 
-        /// <summary>Gives the calling thread a private fd table holding only fds 0-2 (the rest of the process keeps its own).</summary>
-        public static int UnshareFdTable() => (int)Result(Syscall3(SysCloseRange, 3, uint.MaxValue, CloseRangeUnshare));
+        /// <summary>
+        /// Gives the calling thread a private fd table holding only fds 0-2 and the runtime's own W^X
+        /// double-mapping memfd (the rest of the process keeps its own table). The memfd must stay: a JIT
+        /// that compiles a method on this thread maps it by its fd number, and dies if it is gone.
+        /// </summary>
+        public static int UnshareFdTable()
+        {
+            // An empty range: unshare, close nothing yet.
+            int err = (int)Result(Syscall3(SysCloseRange, uint.MaxValue, uint.MaxValue, CloseRangeUnshare));
+            if (err != 0) return err;
+            Span<byte> link = stackalloc byte[256];
+            foreach (string entry in Directory.GetFiles("/proc/thread-self/fd"))
+            {
+                if (!int.TryParse(System.IO.Path.GetFileName(entry), out int fd) || fd < 3) continue;
+                int n = ReadLink(entry, link);
+                if (n > 0 && link[..n].IndexOf("memfd:doublemapper"u8) >= 0) continue;
+                Close(fd);
+            }
+            return 0;
+        }
+
+        private static int ReadLink(string path, Span<byte> buffer)
+        {
+            byte[] z = System.Text.Encoding.UTF8.GetBytes(path + "\0");
+            fixed (byte* p = z)
+            fixed (byte* b = buffer)
+                return (int)Tmds.Linux.LibC.readlink(p, b, buffer.Length);
+        }
 
         /// <summary>getdents64 into <paramref name="buffer"/>: bytes read, 0 at the end, or -errno.</summary>
         public static int ReadDirectory(int dirFd, Span<byte> buffer)
