@@ -5,30 +5,10 @@ using System.Text.RegularExpressions;
 
 namespace Unsock.Tests.Integration;
 
-/// <summary>The small C programs of Programs/c, compiled once per test run with gcc.</summary>
+/// <summary>The small C programs of Programs/c.</summary>
 public static class CPrograms
 {
-    private static readonly Dictionary<string, Lazy<string>> Built = new();
-
-    public static string Path(string name)
-    {
-        Lazy<string> lazy;
-        lock (Built)
-        {
-            if (!Built.TryGetValue(name, out lazy!)) Built[name] = lazy = new Lazy<string>(() => Build(name));
-        }
-        return lazy.Value;
-    }
-
-    private static string Build(string name)
-    {
-        string dir = System.IO.Path.Combine(Launcher.RepoRoot, "artifacts", "cprograms");
-        Directory.CreateDirectory(dir);
-        string output = System.IO.Path.Combine(dir, name);
-        using var gcc = new RunningProgram("gcc", ["-O1", "-Wall", "-pthread", "-o", output, Launcher.Program($"c/{name}.c")]);
-        if (gcc.WaitForExit(TimeSpan.FromMinutes(2)) != 0) throw new InvalidOperationException($"gcc of {name}.c failed\n{gcc.Describe()}");
-        return output;
-    }
+    public static string Path(string name) => CompiledC.Build($"c/{name}.c", "-pthread");
 }
 
 /// <summary>A real TCP listener on 127.0.0.1 (not under the launcher): counts and echoes what reaches it.</summary>

@@ -12,7 +12,7 @@ public class EngineAttackTests : IntegrationTest
 {
     private static string EngineProbe => Launcher.Program("engineprobe.py");
 
-    private static readonly Lazy<string> ParkFlood = new(() => CompiledC.Build("parkflood.c", "-pthread"));
+    private static string ParkFlood => CompiledC.Build("parkflood.c", "-pthread");
 
     private static string StatusField(int pid, string key) =>
         File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith(key, StringComparison.Ordinal))[key.Length..].Trim();
@@ -31,7 +31,7 @@ public class EngineAttackTests : IntegrationTest
         using var run = Under(policy,
             $"{Py} {Probe} never-accept 127.0.0.1 9500 & " +
             $"while [ ! -S {dir["socks/9500.sock"]} ]; do sleep 0.1; done; sleep 0.5; " +
-            $"{ParkFlood.Value} 127.0.0.1 9500 8000 > {flood} & " +
+            $"{ParkFlood} 127.0.0.1 9500 8000 > {flood} & " +
             $"until grep -q 'returned 3' {flood} 2>/dev/null; do sleep 0.2; done; " +
             $"{Py} {EngineProbe} victim 127.0.0.1 9501 20; sleep 600");
         Assert.True(Wait.Until(() => run.Stdout.Contains("slowest") || run.HasExited, TimeSpan.FromSeconds(180)), run.Describe());

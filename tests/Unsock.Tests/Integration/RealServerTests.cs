@@ -270,9 +270,7 @@ public partial class RealServerTests : IntegrationTest
     public void EpollRegistrationsMadeBeforeConnectOrBindFollowTheSwap()
     {
         using var dir = new TempDir();
-        string probe = dir["epollprobe"];
-        using (var gcc = new RunningProgram("gcc", ["-O2", "-Wall", "-o", probe, Launcher.Program("epollprobe.c")]))
-            Assert.True(0 == gcc.WaitForExit(Long), gcc.Describe());
+        string probe = CompiledC.Build("epollprobe.c");
         const int Port = 19112;
         string output = RunScript(dir, $$"""
             {{probe}} {{Port}} & PROBE=$!
