@@ -142,6 +142,9 @@ def owner(port):
     out["client_signalled"] = got["USR1"] > 0
     out["sigusr1"], out["sigusr2"] = int(signal.SIGUSR1), int(signal.SIGUSR2)
     print(json.dumps(out), flush=True)
+    # Python puts default handlers back while it shuts down: a late SIGIO signal must not kill it then.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 
 
 def flood(port, count):
