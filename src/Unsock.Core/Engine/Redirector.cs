@@ -144,9 +144,7 @@ internal sealed partial class Redirector : IDisposable
     /// flags such as O_NONBLOCK and O_ASYNC, the F_SETOWN owner, the F_SETSIG signal) and FD_CLOEXEC, and
     /// records it. Consumes both fds (closed once the answer is out).
     /// </summary>
-    /// <param name="onWorker">True off the notification thread, whose caches are its own.</param>
-    private Outcome Swap(in SyscallRequest r, int targetFd, int replacement, int oldCopy, bool nonBlocking, ConvertedSocket entry,
-        bool onWorker = false)
+    private Outcome Swap(in SyscallRequest r, int targetFd, int replacement, int oldCopy, bool nonBlocking, ConvertedSocket entry)
     {
         // The program may have closed the fd and opened another file at its number while we worked (Java
         // closes a socket to cancel its connect): never replace a file other than the one we looked at.
@@ -154,7 +152,7 @@ internal sealed partial class Redirector : IDisposable
         if (err == 0) err = CarryOverFileState(r.Pid, oldCopy, replacement, nonBlocking);
         if (err == 0)
         {
-            bool cloexec = onWorker ? TargetProcess.IsCloseOnExecUncached(r.Pid, targetFd) : _target.IsCloseOnExec(r.Pid, targetFd);
+            bool cloexec = _target.IsCloseOnExec(r.Pid, targetFd);
             _registry.Add(entry);
             err = _listener.ReplaceFd(r.Id, replacement, targetFd, cloexec);
             if (err == 0)

@@ -99,14 +99,6 @@ internal sealed class TargetProcess : IDisposable
         return pidfd >= 0 && !_threadPidfdsUnsupported && Native.Pidfd.TryGetFsIds(pidfd, out uid, out gid);
     }
 
-    /// <summary>The same for worker threads, which must not share the notification thread's cache.</summary>
-    public static bool IsCloseOnExecUncached(int tid, int fd)
-    {
-        Span<byte> buf = stackalloc byte[128];
-        int n = Native.FileSystem.ReadSmallFile($"/proc/{tid}/fdinfo/{fd}", buf);
-        return HasCloseOnExecFlag(buf[..Math.Max(n, 0)]);
-    }
-
     /// <summary>Parses "pos:\t0\nflags:\t02000002\n..." for O_CLOEXEC (02000000).</summary>
     private static bool HasCloseOnExecFlag(ReadOnlySpan<byte> text)
     {
@@ -135,13 +127,6 @@ internal sealed class TargetProcess : IDisposable
         if (_fdinfoDirs.Count >= _maxCached) CloseAll(_fdinfoDirs);
         _fdinfoDirs[tid] = dir;
         return dir;
-    }
-
-    /// <summary>The target's umask (for directories and socket files we create on its behalf).</summary>
-    public static int Umask(int tid)
-    {
-        var v = ReadStatus(tid, "Umask:")?[0];
-        return v is null ? 0x12 /* 022 */ : Convert.ToInt32(v, 8);
     }
 
     /// <summary>

@@ -56,21 +56,6 @@ internal static partial class Interop
             return total;
         }
 
-        public static int Mkdir(string path, int mode)
-        {
-            fixed (byte* p = Z(path)) return mkdir(p, (mode_t)mode) < 0 ? errno : 0;
-        }
-
-        public static int Chmod(string path, int mode)
-        {
-            fixed (byte* p = Z(path)) return chmod(p, (mode_t)mode) < 0 ? errno : 0;
-        }
-
-        public static int Unlink(string path)
-        {
-            fixed (byte* p = Z(path)) return unlink(p) < 0 ? errno : 0;
-        }
-
         public static int OpenDirectoryPath(string path, out int fd, bool pathOnly = true)
         {
             fixed (byte* p = Z(path)) fd = open(p, (pathOnly ? O_PATH : O_RDONLY) | O_DIRECTORY | O_CLOEXEC, 0);
