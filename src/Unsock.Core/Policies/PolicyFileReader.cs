@@ -9,7 +9,7 @@ namespace Unsock.Core.Policies;
 /// <summary>Reads the JSON policy format (version 1) with JsonDocument, checking every key and value.</summary>
 internal sealed class PolicyFileReader
 {
-    private static readonly string[] TopLevelKeys = ["version", "fakeAddress", "acceptConvert", "blockInet", "blockInet6", "rules"];
+    private static readonly string[] TopLevelKeys = ["version", "fakeAddress", "acceptConvert", "blockInet", "blockInet6", "rules", "allowed"];
     private static readonly string[] RuleKeys = ["direction", "protocol", "address", "port", "unix", "directory", "reject", "allow", "mode"];
     private static readonly string[] ActionKeys = ["unix", "directory", "reject", "allow"];
 
