@@ -9,10 +9,13 @@ public sealed partial class Policy
 {
     /// <summary>Reads a JSON policy file; <see cref="Source"/> is <paramref name="path"/>.</summary>
     /// <exception cref="PolicyException">The file cannot be read or is not a valid policy.</exception>
-    public static Policy Load(string path)
+    public static Policy Load(string path) => Load(path, out _);
+
+    /// <summary>Reads a JSON policy file and gives its text too (the launcher sends it to the supervisor as it read it).</summary>
+    /// <exception cref="PolicyException">The file cannot be read or is not a valid policy.</exception>
+    public static Policy Load(string path, out string json)
     {
         ArgumentNullException.ThrowIfNull(path);
-        string json;
         try
         {
             json = File.ReadAllText(path);
