@@ -75,8 +75,8 @@ public class NotificationEngineTests
             string outcome = "", call = "";
             foreach (var t in tags)
             {
-                if (t.Key == "outcome") outcome = (string)t.Value!;
-                if (t.Key == "call") call = (string)t.Value!;
+                if (t.Key == "unsock.outcome") outcome = (string)t.Value!;
+                if (t.Key == "unsock.call") call = (string)t.Value!;
             }
             lock (counts) counts[$"{call}/{outcome}"] = counts.GetValueOrDefault($"{call}/{outcome}") + value;
         });

@@ -47,8 +47,8 @@ public class TelemetryTests
         string Script(string name, int port) => $"{Py} {EngineProbe} victim 127.0.0.1 {port} 5 > {dir[name + ".out"]}";
         var (fdA, pidA) = NotificationEngineTests.SpawnFiltered(policyA, Script("a", 9701));
         var (fdB, pidB) = NotificationEngineTests.SpawnFiltered(policyB, Script("b", 9702));
-        var a = engine.Attach(fdA, policyA, new TargetContext(pidA));
-        var b = engine.Attach(fdB, policyB, new TargetContext(pidB));
+        var a = engine.Attach(fdA, policyA, new TargetContext(pidA, PolicyName: "web"));
+        var b = engine.Attach(fdB, policyB, new TargetContext(pidB, PolicyName: "inline"));
         Spawn.WaitForExit(pidA);
         Spawn.WaitForExit(pidB);
         Assert.True(Wait.Until(() => a.Completion.IsCompleted && b.Completion.IsCompleted, TimeSpan.FromSeconds(30)));
@@ -67,23 +67,26 @@ public class TelemetryTests
         Assert.True(last.Monotonic);
         Assert.Equal("unsock-supervisor", last.Resource["service.name"]);
         Assert.Equal("test", last.Resource["deployment.environment"]);
-        // Cumulative sums: the last export holds every answer, by call and outcome.
-        double connects = last.Points.Where(p => p.Attributes["call"] == "connect" && p.Attributes["outcome"] == "redirected").Sum(p => p.Value);
-        double binds = last.Points.Where(p => p.Attributes["call"] == "bind" && p.Attributes["outcome"] == "redirected").Sum(p => p.Value);
-        Assert.Equal(10, connects);
-        Assert.Equal(2, binds);
-        Assert.Equal(redirected, (long)last.Points.Where(p => p.Attributes["outcome"] == "redirected").Sum(p => p.Value));
+        // Cumulative sums: the last export holds every answer, by call, outcome and policy (other tests' engines
+        // in this process export under the same Meter name, with the policy name "embedded").
+        static bool Ours(OtlpPoint p) => p.Attributes.TryGetValue("unsock.policy", out var policy) && policy is "web" or "inline";
+        var ours = last.Points.Where(Ours).ToList();
+        Assert.Equal(10, ours.Where(p => p.Attributes["unsock.call"] == "connect" && p.Attributes["unsock.outcome"] == "redirected").Sum(p => p.Value));
+        Assert.Equal(2, ours.Where(p => p.Attributes["unsock.call"] == "bind" && p.Attributes["unsock.outcome"] == "redirected").Sum(p => p.Value));
+        // Per target by policy name, not pid: each policy's target made 5 connects and 1 bind.
+        foreach (string policy in new[] { "web", "inline" })
+            Assert.Equal(6, ours.Where(p => p.Attributes["unsock.policy"] == policy && p.Attributes["unsock.outcome"] == "redirected").Sum(p => p.Value));
+        Assert.Equal(redirected, (long)ours.Where(p => p.Attributes["unsock.outcome"] == "redirected").Sum(p => p.Value));
         Assert.All(last.Points, p => Assert.DoesNotContain(p.Attributes.Keys, k => k.Contains("pid")));
 
         var latency = metrics.Where(m => m.Name == "unsock.answer.duration").Last();
         Assert.Equal("s", latency.Unit);
         Assert.Equal("histogram", latency.Kind);
-        double answered = last.Points.Sum(p => p.Value);
-        Assert.Equal((ulong)answered, (ulong)latency.Points.Sum(p => (double)p.Count));
+        Assert.Equal((ulong)ours.Sum(p => p.Value), (ulong)latency.Points.Where(Ours).Sum(p => (double)p.Count));
         Assert.All(latency.Points, p => Assert.InRange(p.Sum / p.Count, 0, 1)); // seconds, not milliseconds
 
         var redirects = metrics.Where(m => m.Name == "unsock.redirects").Last();
-        Assert.Equal(redirected, (long)redirects.Points.Where(p => p.Attributes["destination"] == "unix").Sum(p => p.Value));
+        Assert.Equal(redirected, (long)redirects.Points.Where(p => Ours(p) && p.Attributes["network.transport"] == "unix").Sum(p => p.Value));
         Assert.Contains(metrics, m => m.Name == "unsock.listeners" && m.Unit == "{listener}");
     }
 
