@@ -24,18 +24,20 @@ internal sealed partial class Redirector
         if (sa.Length <= UnixAddress.PathOffset || BinaryPrimitives.ReadUInt16LittleEndian(sa) != Sock.AfUnix) return null;
         var raw = sa[UnixAddress.PathOffset..];
         bool isAbstract = raw[0] == 0;
-        int reportedLength;
+        byte[] reported;
         string name;
         if (isAbstract)
         {
             name = Encoding.UTF8.GetString(raw[1..]);
-            reportedLength = sa.Length;
+            reported = sa.ToArray();
         }
         else
         {
             int nul = raw.IndexOf((byte)0);
             var path = nul < 0 ? raw : raw[..nul];
-            reportedLength = UnixAddress.PathOffset + path.Length + 1;
+            // As getsockname reports a path: family, path, NUL (the program may have passed no NUL).
+            reported = new byte[UnixAddress.PathOffset + path.Length + 1];
+            sa[..(UnixAddress.PathOffset + path.Length)].CopyTo(reported);
             string? cwd = path[0] == '/' ? null : WorkingDirectoryOf(r.Pid);
             if (UnixPathPattern.AbsoluteSocketPath(Encoding.UTF8.GetString(path), cwd) is not { } absolute) return null;
             name = absolute;
@@ -59,7 +61,6 @@ internal sealed partial class Redirector
             if (rule is not null && _log.Enabled) _log.Decision(r.Pid, call, subject, $"rule {rule.Index} allows");
             return ClosingUndecided(copy);
         }
-        byte[] reported = sa[..reportedLength].ToArray();
         switch (rule.Action)
         {
             case RejectAction reject:
