@@ -6,6 +6,8 @@ internal sealed record CommandLine(string? PolicyPath, bool Verbose, bool PrintP
     public const string Usage = """
         usage: unsock-launch [--policy FILE] [-v] [--] COMMAND [ARGS...]
                unsock-launch --print-policy [--policy FILE]
+               unsock-launch --check [--policy FILE]                      (validate, show example calls)
+               unsock-launch control show FILE...                          (what a control file says, as JSON)
                UNSOCK_FILE=F UNSOCK_VSOCK_PORT=N ... unsock-launch      (create a control file)
 
         Runs COMMAND with its TCP/IP sockets redirected to Unix domain sockets (or VSOCK/TIPC through
