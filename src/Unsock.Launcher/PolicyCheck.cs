@@ -120,6 +120,12 @@ internal static class PolicyCheck
             if (c == '\\' && i + 1 < pattern.Length) name.Append(pattern[++i]);
             else if (c == '*' && i + 1 < pattern.Length && pattern[i + 1] == '*') { name.Append("a/b"); while (i + 1 < pattern.Length && pattern[i + 1] == '*') i++; }
             else if (c is '*' or '?') name.Append('x');
+            else if (c == '[' && pattern.IndexOf(']', i + 2) is int end and > 0)
+            {
+                // The class's first character, unless it is negated (then one it most likely leaves out).
+                name.Append(pattern[i + 1] == '!' ? '~' : pattern[i + 1]);
+                i = end;
+            }
             else name.Append(c);
         }
         return name.ToString();

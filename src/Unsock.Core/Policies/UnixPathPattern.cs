@@ -1,17 +1,18 @@
-using System.Text;
-
 namespace Unsock.Core.Policies;
 
 /// <summary>
 /// A glob over Unix socket paths or abstract names (<c>fromUnix</c>, <c>fromAbstract</c>): <c>*</c> any run of
 /// characters without '/', <c>?</c> one character other than '/', <c>**</c> any run including '/' (any depth),
+/// <c>[abc]</c>, <c>[a-z]</c>, <c>[!a-z]</c> one character of (or not of) a class, never '/' (as ip2unix's globs),
 /// <c>\</c> takes the next character literally. Everything else matches itself.
 /// </summary>
 public sealed class UnixPathPattern : IEquatable<UnixPathPattern>
 {
-    private enum Kind : byte { Literal, One, Segment, Any }
+    private enum Kind : byte { Literal, One, Segment, Any, Class }
 
     private readonly (Kind Kind, char Char)[] _tokens;
+    // The character classes, by token position: inclusive ranges and whether the class is negated.
+    private readonly Dictionary<int, ((char First, char Last)[] Ranges, bool Negated)> _classes = new();
 
     public UnixPathPattern(string pattern)
     {
@@ -33,6 +34,13 @@ public sealed class UnixPathPattern : IEquatable<UnixPathPattern>
                 tokens.Add((Kind.Any, c));
             }
             else if (c == '*') tokens.Add((Kind.Segment, c));
+            else if (c == '[')
+            {
+                int end = ClassEnd(pattern, i);
+                _classes[tokens.Count] = ParseClass(pattern[(i + 1)..end]);
+                tokens.Add((Kind.Class, c));
+                i = end;
+            }
             else tokens.Add((Kind.Literal, c));
         }
         _tokens = tokens.ToArray();
@@ -49,7 +57,52 @@ public sealed class UnixPathPattern : IEquatable<UnixPathPattern>
         int backslashes = 0;
         for (int i = pattern.Length - 1; i >= 0 && pattern[i] == '\\'; i--) backslashes++;
         if (backslashes % 2 == 1) return "ends with a lone '\\' (write \\\\ for a backslash)";
+        for (int i = 0; i < pattern.Length; i++)
+        {
+            if (pattern[i] == '\\') i++;
+            else if (pattern[i] == '[')
+            {
+                int end = ClassEnd(pattern, i);
+                if (end < 0) return "has a '[' without its closing ']' (write \\[ for a bracket)";
+                i = end;
+            }
+        }
         return null;
+    }
+
+    /// <summary>The index of the ']' that closes the class opening at <paramref name="open"/> ("[]a]" and "[!]a]" hold a ']'), or -1.</summary>
+    private static int ClassEnd(string pattern, int open)
+    {
+        int i = open + 1;
+        if (i < pattern.Length && pattern[i] == '!') i++;
+        if (i < pattern.Length && pattern[i] == ']') i++;
+        for (; i < pattern.Length; i++)
+        {
+            if (pattern[i] == ']') return i;
+        }
+        return -1;
+    }
+
+    private static ((char, char)[], bool) ParseClass(string body)
+    {
+        bool negated = body.StartsWith('!');
+        if (negated) body = body[1..];
+        var ranges = new List<(char, char)>();
+        for (int i = 0; i < body.Length; i++)
+        {
+            if (i + 2 < body.Length && body[i + 1] == '-') { ranges.Add((body[i], body[i + 2])); i += 2; }
+            else ranges.Add((body[i], body[i]));
+        }
+        return (ranges.ToArray(), negated);
+    }
+
+    private bool InClass(int token, char c)
+    {
+        if (c == '/') return false;
+        var (ranges, negated) = _classes[token];
+        bool found = false;
+        foreach (var (first, last) in ranges) found |= c >= first && c <= last;
+        return found != negated;
     }
 
     /// <summary>
@@ -63,8 +116,9 @@ public sealed class UnixPathPattern : IEquatable<UnixPathPattern>
         var reach = new bool[name.Length + 1];
         var next = new bool[name.Length + 1];
         reach[0] = true;
-        foreach (var (kind, c) in _tokens)
+        for (int t = 0; t < _tokens.Length; t++)
         {
+            var (kind, c) = _tokens[t];
             Array.Clear(next);
             bool any = false;
             for (int j = 0; j <= name.Length; j++)
@@ -73,6 +127,9 @@ public sealed class UnixPathPattern : IEquatable<UnixPathPattern>
                 {
                     case Kind.Literal:
                         if (j > 0 && reach[j - 1] && name[j - 1] == c) next[j] = true;
+                        break;
+                    case Kind.Class:
+                        if (j > 0 && reach[j - 1] && InClass(t, name[j - 1])) next[j] = true;
                         break;
                     case Kind.One:
                         if (j > 0 && reach[j - 1] && name[j - 1] != '/') next[j] = true;
@@ -119,17 +176,6 @@ public sealed class UnixPathPattern : IEquatable<UnixPathPattern>
             parts.Add(part);
         }
         return "/" + string.Join('/', parts);
-    }
-
-    /// <summary>True when the pattern has no wildcard: it names exactly one path.</summary>
-    public bool IsLiteral => _tokens.All(t => t.Kind == Kind.Literal);
-
-    /// <summary>The literal text of a pattern without wildcards (escapes removed).</summary>
-    public string LiteralText()
-    {
-        var text = new StringBuilder(_tokens.Length);
-        foreach (var (_, c) in _tokens) text.Append(c);
-        return text.ToString();
     }
 
     public bool Equals(UnixPathPattern? other) => other is not null && other.Pattern == Pattern;

@@ -28,6 +28,12 @@ public class PolicyRuleKindsTests
     [InlineData("/run/\\*.sock", "/run/a.sock", false)]
     [InlineData("/a/*/c/*/e", "/a/b/c/d/e", true)]
     [InlineData("/a/*/c/*/e", "/a/b/c/d/x/e", false)]
+    [InlineData("/foo/ba[q-s]/xyz", "/foo/bar/xyz", true)]
+    [InlineData("/foo/ba[q-s]/xyz", "/foo/bat/xyz", false)]
+    [InlineData("/x[!0-9]", "/xa", true)]
+    [InlineData("/x[!0-9]", "/x1", false)]
+    [InlineData("/x[]]", "/x]", true)]
+    [InlineData("/a[/]b", "/a/b", false)]
     public void Globs_match_paths(string pattern, string path, bool matches) =>
         Assert.Equal(matches, new UnixPathPattern(pattern).IsMatch(path));
 
@@ -136,6 +142,7 @@ public class PolicyRuleKindsTests
     [InlineData("""{ "fromUnix": "/a", "fromAbstract": "b", "unix": "/b" }""", "k.json: rules[0].fromUnix: \"/a\" with \"unix\": a rule matches either fromUnix or fromAbstract, not both")]
     [InlineData("""{ "fromUnix": "/a", "vsock": { "port": 1 } }""", "k.json: rules[0].fromUnix: \"/a\" with \"vsock\": a rule matching Unix sockets takes unix, abstract, blackhole, reject or allow")]
     [InlineData("""{ "fromUnix": "/a\\", "unix": "/b" }""", "k.json: rules[0].fromUnix: \"/a\\\\\" ends with a lone '\\' (write \\\\ for a backslash)")]
+    [InlineData("""{ "fromAbstract": "a[bc", "unix": "/b" }""", "k.json: rules[0].fromAbstract: \"a[bc\" has a '[' without its closing ']' (write \\[ for a bracket)")]
     [InlineData("""{ "blackhole": false }""", "k.json: rules[0].blackhole: false is not allowed; \"blackhole\" takes only true (leave it out otherwise)")]
     [InlineData("""{ "direction": "connect", "blackhole": true }""", "k.json: rules[0].direction: \"connect\" with \"blackhole\": blackhole decides what a bind gets; it cannot apply to connect")]
     [InlineData("""{ "direction": "connect", "systemd": true }""", "k.json: rules[0].direction: \"connect\" with \"systemd\": systemd decides what a bind gets; it cannot apply to connect")]
