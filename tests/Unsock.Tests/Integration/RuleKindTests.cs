@@ -329,6 +329,41 @@ public class RuleKindTests : IntegrationTest
     }
 
     [Fact]
+    public void VsockAndTipcConnectsGiveWhatTheKernelGivesThoseSockets()
+    {
+        // This kernel has no VSOCK loopback and no TIPC: a redirected program must see exactly what a program using
+        // those sockets itself sees (the host refuses CID 2 with ECONNRESET; socket(AF_TIPC) fails with EAFNOSUPPORT).
+        string native = Run(Long, Py, "-c", """
+            import socket
+            for family, address in ((socket.AF_VSOCK, (2, 57999)), (30, None)):
+                try:
+                    s = socket.socket(family, socket.SOCK_STREAM)
+                    s.settimeout(20)
+                    if address:
+                        s.connect(address)
+                    print("ok")
+                except OSError as e:
+                    print("errno", e.errno)
+            """);
+        string[] expected = native.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, expected.Length);
+        using var dir = new TempDir();
+        string policy = Policies.Write(dir, """
+            { "rules": [
+              { "address": "127.0.0.1", "port": 7714, "vsock": { "cid": 2, "port": 57999 } },
+              { "address": "127.0.0.1", "port": 7715, "tipc": { "type": 18888, "lower": 17 } }
+            ] }
+            """);
+        using var vsock = Launch(policy, Py, Probe, "connect", "127.0.0.1", "7714");
+        vsock.WaitForExit(Long);
+        Assert.Equal(expected[0] == "ok" ? "connected" : expected[0], vsock.Stdout.Trim());
+        if (expected[1] != "errno 97") return; // a kernel with TIPC: nothing listens at that service, nothing more to compare
+        using var tipc = Launch(policy, Py, Probe, "bind", "127.0.0.1", "7715");
+        tipc.WaitForExit(Long);
+        Assert.Equal("errno 97", tipc.Stdout.Trim());
+    }
+
+    [Fact]
     public void FirecrackerDestinationConnectsThroughTheProxyHandshake()
     {
         using var dir = new TempDir();

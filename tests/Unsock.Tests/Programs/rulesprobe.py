@@ -74,56 +74,6 @@ def unix_connect(path, message):
     print(json.dumps({"peer": peer if isinstance(peer, str) else "@" + peer[1:].decode(), "reply": reply}), flush=True)
 
 
-def unix_connect_flipping(path, other, rounds):
-    """Connects to `path` while another thread flips the sockaddr's bytes to `other`: reports where each connect landed."""
-    import ctypes
-    import threading
-    libc = ctypes.CDLL(None, use_errno=True)
-    size = 110
-    buf_a = b"\x01\x00" + path.encode() + b"\x00" * (108 - len(path))
-    buf_b = b"\x01\x00" + other.encode() + b"\x00" * (108 - len(other))
-    addr = ctypes.create_string_buffer(buf_a, size)
-    stop = False
-
-    def flip():
-        while not stop:
-            ctypes.memmove(addr, buf_b, size)
-            ctypes.memmove(addr, buf_a, size)
-
-    t = threading.Thread(target=flip, daemon=True)
-    t.start()
-    landed = {}
-    for _ in range(int(rounds)):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        rc = libc.connect(s.fileno(), addr, size)
-        if rc == 0:
-            s.sendall(b"x")
-            reply = s.recv(100).decode()
-            landed[reply] = landed.get(reply, 0) + 1
-        else:
-            key = "errno %d" % ctypes.get_errno()
-            landed[key] = landed.get(key, 0) + 1
-        s.close()
-    stop = True
-    print(json.dumps(landed), flush=True)
-
-
-def tagged_unix_server(path, tag):
-    """Answers every connection with its tag and closes: which server a client reached."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.bind(path)
-    s.listen(128)
-    print("listening", flush=True)
-    while True:
-        c, _ = s.accept()
-        with c:
-            try:
-                c.recv(10)
-                c.sendall(tag.encode())
-            except OSError:
-                pass
-
-
 def firecracker_proxy(path):
     """A fake Firecracker vsock multiplexer: CONNECT <port>\\n, answers OK 1073741824\\n, then serves 'port <P>:' + data."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -191,8 +141,6 @@ def main():
         "bind-listen": bind_listen,
         "unix-serve": unix_serve,
         "unix-connect": unix_connect,
-        "unix-connect-flipping": unix_connect_flipping,
-        "tagged-unix-server": tagged_unix_server,
         "firecracker-proxy": firecracker_proxy,
         "systemd-harness": systemd_harness,
         "bind-rounds": bind_rounds,
