@@ -7,6 +7,8 @@ internal sealed record CommandLine(string? PolicyPath, bool Verbose, bool PrintP
         usage: unsock-launch [--policy NAME|FILE] [--supervisor PATH | --embedded] [-v] [--] COMMAND [ARGS...]
                unsock-launch status [--json] [--supervisor PATH]
                unsock-launch --print-policy [--policy NAME|FILE]
+               unsock-launch --check [--policy FILE]                      (validate, show example calls)
+               unsock-launch control show FILE...                          (what a control file says, as JSON)
                UNSOCK_FILE=F UNSOCK_VSOCK_PORT=N ... unsock-launch      (create a control file)
 
         Runs COMMAND with its TCP/IP sockets redirected to Unix domain sockets (or VSOCK/TIPC through

@@ -22,6 +22,8 @@ internal static class Program
         // First of all: a signal that arrives before the child exists must wait for it.
         using var signals = SignalRelay.Start(out string signalProblem);
         if (signals is null) return Fail(ExitLauncherFailure, signalProblem);
+        if (ControlShow.IsRequested(args)) return ControlShow.Run(args, Console.Out, Console.Error);
+        if (PolicyCheck.IsRequested(args)) return PolicyCheck.Run(args, EnvironmentVariables(), Console.Out, Console.Error);
         CommandLine cl;
         try
         {
