@@ -10,7 +10,8 @@ namespace Unsock.Supervisor;
 /// <summary>
 /// Metrics out over OTLP: the engine's Meter and the supervisor's own, exported by the OpenTelemetry SDK and
 /// configured only by the standard OTEL_* variables (endpoint, protocol, headers, export interval, resource
-/// attributes, service name). Off unless an OTLP endpoint is configured.
+/// attributes, service name). Off unless an OTLP endpoint is configured. For those who scrape instead: a
+/// Prometheus endpoint on a loopback address (Unsock:Metrics:PrometheusUrl), off unless set.
 /// </summary>
 public static class Telemetry
 {
@@ -25,10 +26,36 @@ public static class Telemetry
         !string.IsNullOrWhiteSpace(configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]) ||
         !string.IsNullOrWhiteSpace(configuration["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"]);
 
-    /// <summary>Adds the OTLP metrics exporter when an endpoint is configured; returns whether it did.</summary>
+    /// <summary>The configuration key of the Prometheus scrape endpoint's URL (e.g. http://127.0.0.1:9464/).</summary>
+    public const string PrometheusUrlKey = "Unsock:Metrics:PrometheusUrl";
+
+    /// <summary>
+    /// The Prometheus endpoint's address when one is configured, checked: http, a loopback host (the metrics
+    /// name policies; they are not for the network), Throws with the key and the value otherwise.
+    /// </summary>
+    public static Uri? PrometheusEndpoint(IConfiguration configuration)
+    {
+        string? value = configuration[PrometheusUrlKey];
+        if (string.IsNullOrWhiteSpace(value)) return null;
+        string Bad(string why) => $"{PrometheusUrlKey}: '{value}' {why}";
+        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || uri.Scheme != Uri.UriSchemeHttp)
+            throw new InvalidOperationException(Bad("is not an http:// URL (for example http://127.0.0.1:9464/)"));
+        if (!uri.IsLoopback || uri.Host == "localhost")
+            throw new InvalidOperationException(Bad("is not on a loopback address; give 127.0.0.1 or [::1] (the endpoint has no authentication)"));
+        if (uri.PathAndQuery != "/" || uri.Fragment.Length > 0)
+            throw new InvalidOperationException(Bad("has a path; the metrics are served at /metrics under the bare address"));
+        return uri;
+    }
+
+    /// <summary>
+    /// Adds the OTLP metrics exporter when an endpoint is configured and the Prometheus endpoint when its URL is;
+    /// returns whether it added either.
+    /// </summary>
     public static bool AddUnsockTelemetry(this IHostApplicationBuilder builder)
     {
-        if (!IsExportConfigured(builder.Configuration)) return false;
+        bool otlp = IsExportConfigured(builder.Configuration);
+        Uri? prometheus = PrometheusEndpoint(builder.Configuration);
+        if (!otlp && prometheus is null) return false;
         bool serviceNamed = !string.IsNullOrWhiteSpace(builder.Configuration["OTEL_SERVICE_NAME"]) ||
             (builder.Configuration["OTEL_RESOURCE_ATTRIBUTES"] ?? "").Split(',').Any(a => a.Trim().StartsWith("service.name=", StringComparison.Ordinal));
         builder.Services.AddOpenTelemetry()
@@ -37,9 +64,16 @@ public static class Telemetry
                 // The SDK's detectors have read OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; ours only fills a gap.
                 if (!serviceNamed) resource.AddService(DefaultServiceName);
             })
-            .WithMetrics(metrics => metrics
-                .AddMeter(EngineMetrics.MeterName, SupervisorMeterName)
-                .AddOtlpExporter());
+            .WithMetrics(metrics =>
+            {
+                metrics.AddMeter(EngineMetrics.MeterName, SupervisorMeterName);
+                if (otlp) metrics.AddOtlpExporter();
+                if (prometheus is not null) metrics.AddPrometheusHttpListener(o =>
+                {
+                    o.Host = prometheus.Host;
+                    o.Port = prometheus.Port;
+                });
+            });
         return true;
     }
 }

@@ -54,6 +54,8 @@ public class TelemetryTests
         Assert.True(Wait.Until(() => a.Completion.IsCompleted && b.Completion.IsCompleted, TimeSpan.FromSeconds(30)));
         long redirected = a.Counters.Redirected + b.Counters.Redirected;
         Assert.True(redirected >= 12, $"{redirected} redirected");
+        // Gauges are observed at export time: one must have happened while the engine ran (200 ms interval).
+        Assert.True(Wait.Until(() => receiver.Metrics.Any(m => m.Name == "unsock.listeners"), TimeSpan.FromSeconds(30)), $"{receiver.Requests} requests");
         engine.Stop();
         host.Dispose(); // the MeterProvider exports what it has on the way out
 
@@ -105,5 +107,56 @@ public class TelemetryTests
             engine.Stop();
         }
         Assert.All(receiver.Metrics, m => Assert.Equal("edge-supervisor", m.Resource["service.name"]));
+    }
+
+    [Fact]
+    public async Task APrometheusEndpointOnLoopbackServesTheSameCounters()
+    {
+        using var dir = new TempDir();
+        int port = FreeLoopbackPort();
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { [Telemetry.PrometheusUrlKey] = $"http://127.0.0.1:{port}/" });
+        Assert.True(builder.AddUnsockTelemetry());
+        builder.Services.AddSingleton(sp => new NotificationEngine(null, null, sp.GetRequiredService<IMeterFactory>()));
+        using var host = builder.Build();
+        host.Start();
+        var engine = host.Services.GetRequiredService<NotificationEngine>();
+        engine.Start();
+        var policy = NotificationEngineTests.PolicyFor(dir, "p");
+        var (fd, pid) = NotificationEngineTests.SpawnFiltered(policy, $"{Py} {EngineProbe} victim 127.0.0.1 9703 3 > {dir["p.out"]}");
+        var target = engine.Attach(fd, policy, new TargetContext(pid, PolicyName: "scraped"));
+        Spawn.WaitForExit(pid);
+        Assert.True(Wait.Until(() => target.Completion.IsCompleted, TimeSpan.FromSeconds(30)));
+
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(20) };
+        string text = await http.GetStringAsync($"http://127.0.0.1:{port}/metrics");
+        engine.Stop();
+        // The text format: unsock.notifications becomes unsock_notifications_total, attributes become labels.
+        var connects = text.Split('\n').Where(l => l.StartsWith("unsock_notifications_total{", StringComparison.Ordinal) &&
+            l.Contains("unsock_policy=\"scraped\"") && l.Contains("unsock_call=\"connect\"") && l.Contains("unsock_outcome=\"redirected\"")).ToList();
+        Assert.True(connects.Count == 1, text);
+        Assert.Equal(3, double.Parse(connects[0].Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Contains("# TYPE unsock_answer_duration_seconds histogram", text);
+    }
+
+    [Theory]
+    [InlineData("http://0.0.0.0:9464/", "is not on a loopback address")]
+    [InlineData("http://localhost:9464/", "is not on a loopback address")]
+    [InlineData("https://127.0.0.1:9464/", "is not an http:// URL")]
+    [InlineData("127.0.0.1:9464", "is not an http:// URL")]
+    [InlineData("http://127.0.0.1:9464/stats", "has a path")]
+    public void APrometheusUrlThatIsNotAPlainLoopbackAddressIsRefusedByName(string url, string why)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { [Telemetry.PrometheusUrlKey] = url });
+        var e = Assert.Throws<InvalidOperationException>(() => builder.AddUnsockTelemetry());
+        Assert.StartsWith($"Unsock:Metrics:PrometheusUrl: '{url}' {why}", e.Message);
+    }
+
+    private static int FreeLoopbackPort()
+    {
+        using var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        l.Start();
+        return ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
     }
 }
