@@ -188,12 +188,6 @@ internal sealed class PolicyFileReader
             mode = parsed;
         }
 
-        if (protocol == RuleProtocol.Udp && action is RedirectAction)
-        {
-            throw PolicyException.At(_source, index, "protocol",
-                $"\"udp\" with \"{actions[0]}\": datagram rules are not supported yet (unix and directory rules redirect TCP only)");
-        }
-
         return new PolicyRule(index, direction, protocol, address, port, action, mode);
     }
 
