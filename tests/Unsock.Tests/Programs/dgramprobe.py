@@ -9,6 +9,7 @@ import logging
 import logging.handlers
 import mmap
 import os
+import signal
 import socket
 import sys
 import time
@@ -90,6 +91,8 @@ def dns_client(host, port, mode):
     else:
         send_until_accepted(s, b"q-unconnected", (host, port))
     result["sockname_after_send"] = show(s.getsockname())
+    # What the socket says it is: the family and protocol of the UDP socket the program made.
+    result["sockopts"] = [s.getsockopt(socket.SOL_SOCKET, o) for o in (socket.SO_DOMAIN, socket.SO_TYPE, socket.SO_PROTOCOL)]
     if mode == "msg":
         data, _, flags, addr = s.recvmsg(4096)
         result["flags"] = flags
@@ -170,6 +173,17 @@ def fidelity(host, port):
     except OSError as e:
         result["rcvtimeo"] = err_name(e.errno)
     result["rcvtimeo_waited"] = time.monotonic() - start >= 0.25
+    # A blocking receive is interrupted by the program's own signal, whose handler runs.
+    def alarm(signum, frame):
+        raise InterruptedError("alarm")
+    signal.signal(signal.SIGALRM, alarm)
+    r.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, bytes(16))
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        r.recvfrom(100)
+        result["signal"] = "data"
+    except InterruptedError as e:
+        result["signal"] = str(e)
     # Several datagrams queued (fewer than net.unix.max_dgram_qlen, 10 by default, which an AF_UNIX receiver
     # queues at most): each once, in order, none lost or duplicated.
     for i in range(8):
@@ -196,46 +210,96 @@ def fidelity(host, port):
     out(**result)
 
 
-def blocked_receiver(host, port, seconds):
-    """Binds and never reads, for SECONDS: its queue fills and senders must wait or drop."""
+def wait_for(stopfile, limit=120):
+    deadline = time.monotonic() + limit
+    while not os.path.exists(stopfile) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def blocked_receiver(host, port, stopfile):
+    """Binds and never reads until STOPFILE exists: its queue fills and senders must wait or drop."""
     s = socket.socket(family(host), socket.SOCK_DGRAM)
     s.bind((host, port))
     out(ready=show(s.getsockname()))
-    time.sleep(seconds)
+    wait_for(stopfile)
     out(done=True)
 
 
-def flood(host, port, seconds):
-    """Sends as fast as it can for SECONDS from a blocking and a non-blocking socket; counts outcomes."""
+def flood(host, port, stopfile):
+    """Sends as fast as it can until STOPFILE exists, from eight blocking sockets (SO_SNDTIMEO 200 ms) and a
+    non-blocking one; counts the outcomes of each kind, and the shortest wait of a blocking send that timed out."""
     import threading
-    counts = {"sent": 0, "errors": {}}
-    stop = time.monotonic() + seconds
+    lock = threading.Lock()
+    counts = {"blocking": {"sent": 0, "errors": {}}, "nonblocking": {"sent": 0, "errors": {}}}
+    shortest = [None]
+
+    def note(kind, error=None, waited=None):
+        with lock:
+            c = counts[kind]
+            if error is None:
+                c["sent"] += 1
+            else:
+                c["errors"][error] = c["errors"].get(error, 0) + 1
+            if waited is not None and (shortest[0] is None or waited < shortest[0]):
+                shortest[0] = waited
 
     def blocking():
         s = socket.socket(family(host), socket.SOCK_DGRAM)
-        s.settimeout(None)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, (0).to_bytes(8, "little") + (200000).to_bytes(8, "little"))
-        while time.monotonic() < stop:
+        while not os.path.exists(stopfile):
+            start = time.monotonic()
             try:
                 s.sendto(b"f" * 512, (host, port))
-                counts["sent"] += 1
+                note("blocking")
             except OSError as e:
-                counts["errors"][err_name(e.errno)] = counts["errors"].get(err_name(e.errno), 0) + 1
+                note("blocking", err_name(e.errno), time.monotonic() - start if e.errno == errno.EAGAIN else None)
 
     threads = [threading.Thread(target=blocking) for _ in range(8)]
     for t in threads:
         t.start()
     s = socket.socket(family(host), socket.SOCK_DGRAM)
     s.setblocking(False)
-    while time.monotonic() < stop:
+    announced = False
+    while not os.path.exists(stopfile):
         try:
             s.sendto(b"n" * 512, (host, port))
-            counts["sent"] += 1
+            note("nonblocking")
         except OSError as e:
-            counts["errors"][err_name(e.errno)] = counts["errors"].get(err_name(e.errno), 0) + 1
+            note("nonblocking", err_name(e.errno))
+            if e.errno == errno.EAGAIN and not announced:
+                out(flooding=True)  # the receiver's queue is full
+                announced = True
+        time.sleep(0.001)
     for t in threads:
         t.join()
-    out(**counts)
+    out(shortest_blocking_timeout=shortest[0], **counts)
+
+
+def once(action, host, port):
+    """One bind or one sendto, no retries: prints the errno."""
+    s = socket.socket(family(host), socket.SOCK_DGRAM)
+    try:
+        if action == "bind":
+            s.bind((host, port))
+        else:
+            s.sendto(b"once", (host, port))
+        out(action=action, port=port, result="OK")
+    except OSError as e:
+        out(action=action, port=port, result=err_name(e.errno))
+
+
+def waiters(host, base, count, seconds):
+    """COUNT threads block in recvfrom on COUNT sockets for SECONDS, then the process exits with them waiting."""
+    import threading
+    socks = []
+    for i in range(count):
+        s = socket.socket(family(host), socket.SOCK_DGRAM)
+        s.bind((host, base + i))
+        socks.append(s)
+        threading.Thread(target=s.recvfrom, args=(100,), daemon=True).start()
+    out(waiting=count)
+    time.sleep(seconds)
+    os._exit(0)
 
 
 def unix_server(path, count):
@@ -284,9 +348,13 @@ def main():
     elif cmd == "fidelity":
         fidelity(args[0], int(args[1]))
     elif cmd == "blocked":
-        blocked_receiver(args[0], int(args[1]), float(args[2]))
+        blocked_receiver(args[0], int(args[1]), args[2])
     elif cmd == "flood":
-        flood(args[0], int(args[1]), float(args[2]))
+        flood(args[0], int(args[1]), args[2])
+    elif cmd == "once":
+        once(args[0], args[1], int(args[2]))
+    elif cmd == "waiters":
+        waiters(args[0], int(args[1]), int(args[2]), float(args[3]))
     elif cmd == "unix-server":
         unix_server(args[0], int(args[1]))
     elif cmd == "unix-client":
