@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Unsock.Core.Filter;
 using Unsock.Core.Policies;
 
@@ -16,10 +17,17 @@ public static class FilterPlan
 
     private static ArgCondition FastOpenFlag(int arg) => new(arg, ArgOp.MaskedEqual, MsgFastOpen, MsgFastOpen);
 
+    private static readonly ConditionalWeakTable<Policy, object> DatagramPolicies = new();
+
+    /// <summary>True when a unix/directory rule redirects UDP sockets ("protocol": "udp"): datagram calls are then trapped.</summary>
+    public static bool HasDatagramRules(Policy policy) =>
+        (bool)DatagramPolicies.GetValue(policy, p => p.Rules.Any(r => r.Action is RedirectAction && r.Protocol == RuleProtocol.Udp));
+
     public static IReadOnlyList<SyscallRule> For(Policy policy)
     {
         var rules = new List<SyscallRule>();
         bool decides = policy.Rules.Any(r => r.Action is not AllowAction);
+        bool datagrams = HasDatagramRules(policy);
         if (decides)
         {
             rules.Add(new(Syscalls.Connect, FilterAction.Notify));
@@ -27,8 +35,11 @@ public static class FilterPlan
             // MSG_FASTOPEN makes a send connect (TCP Fast Open): trapped with that flag only, so the data path
             // (every other send) stays at full speed. The flags are arg 3 of sendto/sendmmsg, arg 2 of sendmsg.
             rules.Add(new(Syscalls.SendTo, FilterAction.Notify, FastOpenFlag(3)));
-            rules.Add(new(Syscalls.SendMsg, FilterAction.Notify, FastOpenFlag(2)));
-            rules.Add(new(Syscalls.SendMmsg, FilterAction.Notify, FastOpenFlag(3)));
+            if (!datagrams)
+            {
+                rules.Add(new(Syscalls.SendMsg, FilterAction.Notify, FastOpenFlag(2)));
+                rules.Add(new(Syscalls.SendMmsg, FilterAction.Notify, FastOpenFlag(3)));
+            }
             // io_uring's connect/accept/socket never pass through seccomp: without it libraries fall back.
             rules.Add(new(Syscalls.IoUringSetup, FilterAction.Errno(Errors.ENOSYS)));
         }
@@ -53,6 +64,17 @@ public static class FilterPlan
                 rules.Add(new(Syscalls.Accept, FilterAction.Notify, wantsAddress));
                 rules.Add(new(Syscalls.Accept4, FilterAction.Notify, wantsAddress));
             }
+        }
+        if (datagrams)
+        {
+            // A datagram's address is arg 4 of sendto/recvfrom, a register: only calls that name one are trapped,
+            // so the data path of connected sockets (TCP's included) stays untrapped.
+            var namesAddress = new ArgCondition(4, ArgOp.NotEqual, 0, ArgCondition.FullMask);
+            rules.Add(new(Syscalls.SendTo, FilterAction.Notify, namesAddress));
+            rules.Add(new(Syscalls.RecvFrom, FilterAction.Notify, namesAddress));
+            // msg_name lies inside the msghdr, in the program's memory, out of BPF's sight: every call is trapped.
+            foreach (int call in (int[])[Syscalls.SendMsg, Syscalls.SendMmsg, Syscalls.RecvMsg, Syscalls.RecvMmsg])
+                rules.Add(new(call, FilterAction.Notify));
         }
         if (policy.BlockInet6)
             rules.Add(new(Syscalls.Socket, FilterAction.Errno(Errors.EAFNOSUPPORT), new ArgCondition(0, ArgOp.Equal, AfInet6)));

@@ -72,7 +72,7 @@ internal sealed partial class Redirector
         bool ipv6, FileCreator creator, ref bool copyConsumed, out bool inUse)
     {
         inUse = false;
-        string path = rule.ResolvePath(endpoint.MatchAddress, endpoint.Port, RuleProtocol.Tcp);
+        string path = rule.ResolvePath(endpoint.MatchAddress, endpoint.Port, ProtocolOf(facts.Type));
         string subject = endpoint.ToString();
         string name = Path.GetFileName(path);
         if (name.Length == 0 || name is "." or "..")
@@ -118,7 +118,8 @@ internal sealed partial class Redirector
         inUse = false;
         string subject = endpoint.ToString();
         int dir = directory!.Fd;
-        int err = Sock.Create(Sock.AfUnix, Sock.SockStream | Sock.SockCloexec, out int unix);
+        // A UDP socket becomes a datagram socket (Redirector.Datagram.cs), a TCP one a stream socket.
+        int err = Sock.Create(Sock.AfUnix, (facts.Type == Sock.SockDgram ? Sock.SockDgram : Sock.SockStream) | Sock.SockCloexec, out int unix);
         if (err != 0) return Outcome.Fail(err);
         bool handedOver = false;
         try

@@ -77,7 +77,14 @@ internal sealed partial class Redirector
         if (err != 0) return Closing(copy, Outcome.Fail(err));
         // A socket that is not AF_INET/AF_INET6 (the program's own AF_UNIX, netlink..., or one we swapped in)
         // never makes a TCP/IP connection, whatever the address says: the caller decides on the socket alone.
-        if (facts.Domain is not (Sock.AfInet or Sock.AfInet6)) return null;
+        if (facts.Domain is not (Sock.AfInet or Sock.AfInet6))
+        {
+            // A connect on a datagram socket we swapped in (UDP may connect again, or elsewhere): Redirector.Datagram.cs.
+            if (facts.Type == Sock.SockDgram && direction == RuleDirection.Connect && fastOpen is null &&
+                ConnectConvertedDatagram(r, copy, sa, decoded ? endpoint : null) is { } converted)
+                return converted;
+            return null;
+        }
         string call = Syscalls.Name(r.Nr);
 
         // Read the address as the kernel will for this socket's family; what it would refuse, it refuses
@@ -102,9 +109,18 @@ internal sealed partial class Redirector
                 _log.Decision(r.Pid, call, endpoint.ToString(), $"rule {matched.Index} rejects with {reject.Name}");
                 return Closing(copy, Outcome.Fail(reject.Errno));
         }
+        if (protocol == RuleProtocol.Udp && fastOpen is null)
+        {
+            // UDP becomes an AF_UNIX datagram socket: connect here, bind by the caller as for TCP (Redirector.Datagram.cs).
+            if (direction == RuleDirection.Connect) return ConnectDatagram(r, copy, endpoint, facts, matched!);
+            if (!IsFresh(copy, direction))
+                return guarded ? CarryOut(r, direction, copy, sa, facts, endpoint, fastOpen) : Closing(copy, Outcome.Continue);
+            rule = matched;
+            return null;
+        }
         if (protocol != RuleProtocol.Tcp)
         {
-            _log.Decision(r.Pid, call, endpoint.ToString(), $"rule {matched!.Index} matches a datagram socket; datagram redirection is not supported yet, left as UDP");
+            _log.Decision(r.Pid, call, endpoint.ToString(), $"rule {matched!.Index} matches a socket that is neither TCP nor UDP: left as made");
             return guarded ? CarryOut(r, direction, copy, sa, facts, endpoint, fastOpen) : Closing(copy, Outcome.Continue);
         }
         // A TCP socket that is already bound (bind) or connecting/connected (connect) cannot be swapped:

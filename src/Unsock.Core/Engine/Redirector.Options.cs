@@ -79,7 +79,8 @@ internal sealed partial class Redirector
                 value = option switch
                 {
                     Sock.SoDomain => Int(entry.IPv6 ? Sock.AfInet6 : Sock.AfInet),
-                    Sock.SoProtocol => Int(6), // IPPROTO_TCP
+                    // IPPROTO_UDP for a datagram socket we swapped in, else IPPROTO_TCP.
+                    Sock.SoProtocol => Int(Sock.GetInt(copy, Sock.SolSocket, Sock.SoType, out int type) == 0 && type == Sock.SockDgram ? 17 : 6),
                     _ => null,
                 };
                 if (value is null) return Outcome.Continue;

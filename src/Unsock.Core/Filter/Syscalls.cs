@@ -20,6 +20,7 @@ public static class Syscalls
     public const int SetSockOpt = 54;
     public const int GetSockOpt = 55;
     public const int Accept4 = 288;
+    public const int RecvMmsg = 299;
     public const int SendMmsg = 307;
     public const int Seccomp = 317;
     public const int IoUringSetup = 425;
@@ -30,7 +31,8 @@ public static class Syscalls
         Socket => "socket", Connect => "connect", Accept => "accept", Shutdown => "shutdown", Bind => "bind",
         GetSockName => "getsockname", GetPeerName => "getpeername", SetSockOpt => "setsockopt",
         GetSockOpt => "getsockopt", Accept4 => "accept4", IoUringSetup => "io_uring_setup", SendTo => "sendto",
-        SendMsg => "sendmsg", SendMmsg => "sendmmsg", _ => $"syscall {nr}",
+        SendMsg => "sendmsg", SendMmsg => "sendmmsg", RecvFrom => "recvfrom", RecvMsg => "recvmsg",
+        RecvMmsg => "recvmmsg", _ => $"syscall {nr}",
     };
 }
 

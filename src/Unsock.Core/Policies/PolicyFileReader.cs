@@ -227,12 +227,6 @@ internal sealed class PolicyFileReader
             mode = parsed;
         }
 
-        if (protocol == RuleProtocol.Udp && action is RedirectAction)
-        {
-            throw PolicyException.At(_source, index, "protocol",
-                $"\"udp\" with \"{actions[0]}\": datagram rules are not supported yet (unix and directory rules redirect TCP only)");
-        }
-
         if (protocol == RuleProtocol.Udp && action is DestinationAction)
         {
             throw PolicyException.At(_source, index, "protocol",

@@ -34,10 +34,6 @@ public sealed class PolicyRule : IEquatable<PolicyRule>
         {
             throw new ArgumentOutOfRangeException(nameof(protocol), protocol, null);
         }
-        if (protocol == RuleProtocol.Udp && action is RedirectAction)
-        {
-            throw new ArgumentException("datagram rules are not supported yet", nameof(protocol));
-        }
         if (mode is int m)
         {
             if (action is not RedirectAction)
@@ -164,8 +160,9 @@ public sealed class PolicyRule : IEquatable<PolicyRule>
     /// socket for <paramref name="address"/>:<paramref name="port"/>.
     /// </summary>
     /// <remarks>
-    /// A unix/directory rule never matches a UDP socket, even with protocol "any": datagram redirects are not
-    /// supported yet, so the UDP socket goes on to the next rule.
+    /// A unix/directory rule redirects a UDP socket only when it says "protocol": "udp": with "any" it applies to
+    /// TCP alone and the UDP socket goes on to the next rule, so that policies written before datagrams keep
+    /// their meaning (and their cost: datagram rules trap sendmsg and recvmsg).
     /// </remarks>
     public bool Matches(RuleDirection direction, RuleProtocol protocol, IPAddress address, int port)
     {
@@ -174,7 +171,7 @@ public sealed class PolicyRule : IEquatable<PolicyRule>
         {
             return false;
         }
-        if (protocol == RuleProtocol.Udp && Action is RedirectAction)
+        if (protocol == RuleProtocol.Udp && Protocol == RuleProtocol.Any && Action is RedirectAction)
         {
             return false;
         }

@@ -298,14 +298,14 @@ public class PolicyErrorTests
     }
 
     [Theory]
-    [InlineData("\"unix\": \"/run/%p.sock\"", "unix")]
-    [InlineData("\"directory\": \"/run\"", "directory")]
-    public void Udp_redirect_is_not_supported_yet(string action, string actionKey)
+    [InlineData("\"unix\": \"/run/%p.sock\"")]
+    [InlineData("\"directory\": \"/run\"")]
+    public void Udp_redirect_rules_are_accepted(string action)
     {
-        PolicyException e = RefuseThirdRule($"\"protocol\": \"udp\", {action}");
+        Policy policy = Policy.Parse($$"""{ "rules": [ { "protocol": "udp", {{action}} } ] }""", "web.json");
 
-        AssertNames(e, 2, "protocol",
-            $"web.json: rules[2].protocol: \"udp\" with \"{actionKey}\": datagram rules are not supported yet (unix and directory rules redirect TCP only)");
+        Assert.Equal(RuleProtocol.Udp, policy.Rules[0].Protocol);
+        Assert.IsAssignableFrom<RedirectAction>(policy.Rules[0].Action);
     }
 
     [Fact]

@@ -196,6 +196,19 @@ public class PolicyMatchingTests
     }
 
     [Fact]
+    public void Redirect_rule_for_udp_matches_udp_sockets_only()
+    {
+        Policy policy = Rules("""
+            { "protocol": "udp", "address": "127.0.0.0/8", "unix": "/run/%t/%p" },
+            { "reject": "ENETUNREACH" }
+            """);
+
+        Assert.Equal(0, MatchIndex(policy, "127.0.0.1", protocol: RuleProtocol.Udp));
+        Assert.Equal(1, MatchIndex(policy, "127.0.0.1", protocol: RuleProtocol.Tcp));
+        Assert.Equal("/run/udp/53", policy.Rules[0].ResolvePath(System.Net.IPAddress.Loopback, 53, RuleProtocol.Udp));
+    }
+
+    [Fact]
     public void First_matching_rule_wins()
     {
         Policy policy = Rules("""

@@ -1,0 +1,60 @@
+using System.Runtime.InteropServices;
+using Unsock.Core.Engine;
+using Unsock.Core.Filter;
+using Unsock.Core.Policies;
+
+namespace Unsock.Tests.Filter;
+
+/// <summary>What datagram rules add to the filter: address-carrying sends and receives, and the msghdr calls.</summary>
+public class DatagramFilterPlanTests
+{
+    private static uint Decide(string json, SeccompData data) =>
+        BpfInterpreter.Run(FilterCompiler.Compile(FilterPlan.For(Policy.Parse(json, "test.json"))), data);
+
+    private const string Datagrams = """{ "rules": [ { "protocol": "udp", "address": "127.0.0.0/8", "directory": "/tmp/x" } ] }""";
+    private const string StreamsOnly = """{ "rules": [ { "address": "127.0.0.0/8", "directory": "/tmp/x" } ] }""";
+
+    [Fact]
+    public void SendtoAndRecvfromAreTrappedOnlyWithAnAddress()
+    {
+        // sendto(fd, buf, len, flags, addr, addrlen) and recvfrom(fd, buf, len, flags, addr, addrlenp): the address is arg 4.
+        Assert.Equal(SeccompAction.Notify, Decide(Datagrams, SeccompData.X86_64(Syscalls.SendTo, 3, 0x1000, 5, 0, 0x2000, 16)));
+        Assert.Equal(SeccompAction.Notify, Decide(Datagrams, SeccompData.X86_64(Syscalls.RecvFrom, 3, 0x1000, 5, 0, 0x2000, 0x3000)));
+        Assert.Equal(SeccompAction.Allow, Decide(Datagrams, SeccompData.X86_64(Syscalls.SendTo, 3, 0x1000, 5, 0, 0, 0)));
+        Assert.Equal(SeccompAction.Allow, Decide(Datagrams, SeccompData.X86_64(Syscalls.RecvFrom, 3, 0x1000, 5, 0, 0, 0)));
+        // A pointer whose low half is zero is still a pointer.
+        Assert.Equal(SeccompAction.Notify, Decide(Datagrams, SeccompData.X86_64(Syscalls.RecvFrom, 3, 0x1000, 5, 0, 0x7f0000000000, 0x3000)));
+        // MSG_FASTOPEN without an address is still trapped (a TCP connect in disguise).
+        Assert.Equal(SeccompAction.Notify, Decide(Datagrams, SeccompData.X86_64(Syscalls.SendTo, 3, 0x1000, 5, 0x20000000, 0, 0)));
+    }
+
+    [Fact]
+    public void MessageCallsAreTrappedWhenThePolicyHasDatagramRules()
+    {
+        foreach (int nr in (int[])[Syscalls.SendMsg, Syscalls.RecvMsg, Syscalls.SendMmsg, Syscalls.RecvMmsg])
+        {
+            Assert.Equal(SeccompAction.Notify, Decide(Datagrams, SeccompData.X86_64(nr, 3, 0x1000, 0, 0)));
+            Assert.Equal(SeccompAction.Allow, Decide(StreamsOnly, SeccompData.X86_64(nr, 3, 0x1000, 0, 0)));
+        }
+    }
+
+    [Fact]
+    public void ProtocolAnyRedirectRulesDoNotMakeDatagramRules()
+    {
+        Assert.False(FilterPlan.HasDatagramRules(Policy.Parse(StreamsOnly, "t")));
+        Assert.False(FilterPlan.HasDatagramRules(Policy.Parse("""{ "rules": [ { "protocol": "udp", "reject": "EPERM" } ] }""", "t")));
+        Assert.True(FilterPlan.HasDatagramRules(Policy.Parse(Datagrams, "t")));
+        Assert.Equal(SeccompAction.Allow, Decide(StreamsOnly, SeccompData.X86_64(Syscalls.SendTo, 3, 0x1000, 5, 0, 0x2000, 16)));
+    }
+
+    [Fact]
+    public void MsghdrLayoutIsTheKernels()
+    {
+        // The engine reads and writes the program's msghdr at these offsets, and hands Tmds.Linux's struct to the kernel.
+        Assert.Equal(56, Marshal.SizeOf<Tmds.Linux.msghdr>());
+        var m = new Tmds.Linux.msghdr { msg_controllen = 0x11223344, msg_flags = 0x55 };
+        var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(new Span<Tmds.Linux.msghdr>(ref m));
+        Assert.Equal(0x11223344, BitConverter.ToInt32(bytes[40..]));
+        Assert.Equal(0x55, BitConverter.ToInt32(bytes[48..]));
+    }
+}
