@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Hosting.Systemd;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Unsock.Core.Engine;
@@ -37,6 +38,13 @@ try
     builder.Logging.AddConfiguration(builder.Configuration.GetSection("Logging"));
     builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
     builder.Services.AddSystemd(); // journald-style lines, READY=1/STOPPING=1, SIGTERM, when run by systemd
+    // The package knows systemd by our parent's name; NOTIFY_SOCKET alone (a wrapper between systemd and
+    // us, a container manager, the tests) also asks for READY/STOPPING, as newer versions of it do.
+    if (!SystemdHelpers.IsSystemdService() && !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("NOTIFY_SOCKET")))
+    {
+        builder.Services.AddSingleton<ISystemdNotifier, SystemdNotifier>();
+        builder.Services.AddSingleton<IHostLifetime, SystemdLifetime>();
+    }
     builder.Services.AddMetrics();
 
     builder.Services.AddOptions<SupervisorOptions>().Bind(builder.Configuration.GetSection(SupervisorOptions.Section)).ValidateOnStart();

@@ -60,7 +60,9 @@ def main():
     if listener < 0:
         sys.exit("minilaunch: seccomp failed: " + os.strerror(ctypes.get_errno()))
     if "--no-attach" in opts:
-        # Registered and filtered, never attached: the supervisor must drop the registration in time.
+        # Registered and filtered, never attached: the supervisor must drop the registration in time. The
+        # program keeps the connection open (a launcher that hangs), or the close would end it at once.
+        os.set_inheritable(sock.fileno(), True)
         os.execvp(command[0], command)
     ask(sock, {"version": 1, "kind": "attach"}, [listener])
     os.close(listener)

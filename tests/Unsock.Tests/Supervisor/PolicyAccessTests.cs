@@ -69,9 +69,9 @@ public sealed class StatusTableTests
     {
         var lines = StatusTable.Format(Targets).Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(3, lines.Length);
-        Assert.Equal("  PID  USER      POLICY                  SINCE                 REDIRECTED  FAILED  PASSED  EMULATED  PARKED  FILES               COMMAND", lines[0]);
-        Assert.Equal("   12  1000      inline: /home/u/r.json  2026-12-01 22:00:00Z           0       0       0         0       0  -                   redis-server", lines[1]);
-        Assert.Equal(" 4711  www-data  web                     2026-12-01 23:00:05Z          12       1       3        40       2  /run/web/8000.sock  python3 -m http.server 8000", lines[2]);
+        Assert.Equal(" PID  USER      POLICY                  SINCE                 REDIRECTED  FAILED  PASSED  EMULATED  PARKED  FILES               COMMAND", lines[0]);
+        Assert.Equal("  12  1000      inline: /home/u/r.json  2026-12-01 22:00:00Z           0       0       0         0       0  -                   redis-server", lines[1]);
+        Assert.Equal("4711  www-data  web                     2026-12-01 23:00:05Z          12       1       3        40       2  /run/web/8000.sock  python3 -m http.server 8000", lines[2]);
         Assert.Equal("no targets attached\n", StatusTable.Format([]));
     }
 

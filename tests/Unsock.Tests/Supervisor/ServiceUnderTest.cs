@@ -128,12 +128,19 @@ public sealed class ServiceUnderTest : IDisposable
     public RunningProgram Launch(string policy, IEnumerable<string> command, string? asUser = null, bool inline = false, bool attach = true)
     {
         var args = new List<string>();
-        if (asUser is not null) args.AddRange(["setpriv", $"--reuid={asUser}", $"--regid={asUser}", "--clear-groups"]);
+        if (asUser is not null) args.AddRange(["setpriv", $"--reuid={asUser}", $"--regid={PrimaryGroup(asUser)}", "--clear-groups"]);
         args.AddRange([Integration.Launcher.Python, Integration.Launcher.Program("minilaunch.py"), Socket, inline ? "--policy-file" : "--policy", policy]);
         if (!attach) args.Add("--no-attach");
         args.Add("--");
         args.AddRange(command);
         return new RunningProgram(args[0], args.Skip(1));
+    }
+
+    /// <summary>The name of <paramref name="user"/>'s primary group (nobody's is nogroup on Debian), from /etc/passwd and /etc/group.</summary>
+    public static string PrimaryGroup(string user)
+    {
+        string gid = File.ReadLines("/etc/passwd").Select(l => l.Split(':')).First(f => f[0] == user)[3];
+        return File.ReadLines("/etc/group").Select(l => l.Split(':')).FirstOrDefault(f => f[2] == gid)?[0] ?? gid;
     }
 
     /// <summary>Asks for status in this process, as root.</summary>
