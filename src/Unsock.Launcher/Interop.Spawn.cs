@@ -116,7 +116,7 @@ internal static unsafe partial class Spawn
     internal static partial int Kill(int pid, int signal);
 
     /// <summary>Everything posix_spawn needs, marshalled up front so the filtered thread only makes native calls.</summary>
-    internal sealed class Prepared : IDisposable
+    internal sealed partial class Prepared : IDisposable
     {
         private readonly List<nint> _blocks = new();
         public byte* Path;

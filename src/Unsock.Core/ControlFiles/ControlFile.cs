@@ -97,18 +97,19 @@ public sealed partial class ControlFile
     public static ControlFile ForFirecracker(string proxyPath, uint port)
     {
         ArgumentNullException.ThrowIfNull(proxyPath);
+        // Plain messages (no "(Parameter ...)"): the control-file tool shows them to users as they are.
         if (!proxyPath.StartsWith('/'))
         {
-            throw new ArgumentException($"the Firecracker proxy path must be absolute: '{proxyPath}'", nameof(proxyPath));
+            throw new ArgumentException($"the Firecracker proxy path must be absolute: '{proxyPath}'");
         }
         if (proxyPath.Contains('\0'))
         {
-            throw new ArgumentException("the Firecracker proxy path contains a NUL character", nameof(proxyPath));
+            throw new ArgumentException("the Firecracker proxy path contains a NUL character");
         }
         byte[] path = Encoding.UTF8.GetBytes(proxyPath);
         if (path.Length > SunPathCapacity)
         {
-            throw new ArgumentException($"the Firecracker proxy path is {path.Length} bytes, a sockaddr_un holds at most {SunPathCapacity}: '{proxyPath}'", nameof(proxyPath));
+            throw new ArgumentException($"the Firecracker proxy path is {path.Length} bytes, a sockaddr_un holds at most {SunPathCapacity}: '{proxyPath}'");
         }
         var bytes = NewHeader(FirecrackerProxyOption, SockaddrUnSize, VsockAddress.Size);
         BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(ProxyOffset), AfUnix);

@@ -23,11 +23,11 @@ public sealed class EngineMetrics : IDisposable
         _ownsMeter = factory is null;
         _meter = factory?.Create(MeterName) ?? new Meter(MeterName);
         _notifications = _meter.CreateCounter<long>("unsock.notifications", "{notification}",
-            "Trapped calls answered, by call and outcome (redirected, passed, failed, emulated).");
+            "Trapped calls answered, by call, outcome (redirected, passed, failed, emulated) and policy.");
         _redirects = _meter.CreateCounter<long>("unsock.redirects", "{socket}",
-            "Sockets swapped for a redirected one, by destination kind (unix, vsock, tipc).");
+            "Sockets swapped for a redirected one, by the transport they got (network.transport: unix, vsock, tipc) and policy.");
         _errors = _meter.CreateCounter<long>("unsock.errors", "{error}",
-            "Calls answered with an errno, by errno name (error.type).");
+            "Calls answered with an errno, by errno name (error.type) and policy.");
         _answerDuration = _meter.CreateHistogram<double>("unsock.answer.duration", "s",
             "Time from receiving a notification to answering it.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.005, 0.01, 0.1, 1, 10] });
@@ -37,16 +37,22 @@ public sealed class EngineMetrics : IDisposable
         _meter.CreateObservableUpDownCounter("unsock.socket_files", socketFiles, "{file}", "Socket files bound by targets and not yet removed.");
     }
 
-    internal void Answered(string call, string outcome, long startTimestamp)
+    // Attribute names: OpenTelemetry's semantic conventions where one exists (error.type, network.transport),
+    // ours under "unsock." otherwise. Every value comes from a small fixed set, or the host's policy names.
+    internal const string CallAttribute = "unsock.call", OutcomeAttribute = "unsock.outcome", PolicyAttribute = "unsock.policy";
+
+    internal void Answered(string call, string outcome, string policy, long startTimestamp)
     {
-        var tags = new TagList { { "call", call }, { "outcome", outcome } };
-        _notifications.Add(1, tags);
-        _answerDuration.Record(Stopwatch.GetElapsedTime(startTimestamp).TotalSeconds, new KeyValuePair<string, object?>("call", call));
+        _notifications.Add(1, new TagList { { CallAttribute, call }, { OutcomeAttribute, outcome }, { PolicyAttribute, policy } });
+        _answerDuration.Record(Stopwatch.GetElapsedTime(startTimestamp).TotalSeconds, new TagList { { CallAttribute, call }, { PolicyAttribute, policy } });
     }
 
-    internal void Error(int errno) => _errors.Add(1, new KeyValuePair<string, object?>("error.type", Errors.Name(errno)));
+    internal void Error(int errno, string policy) =>
+        _errors.Add(1, new TagList { { "error.type", Errors.Name(errno) }, { PolicyAttribute, policy } });
 
-    internal void Redirected(string destination) => _redirects.Add(1, new KeyValuePair<string, object?>("destination", destination));
+    /// <summary>A socket swapped for one of <paramref name="transport"/> ("unix", "vsock", "tipc": network.transport's values and ours).</summary>
+    internal void Redirected(string transport, string policy) =>
+        _redirects.Add(1, new TagList { { "network.transport", transport }, { PolicyAttribute, policy } });
 
     public void Dispose()
     {

@@ -8,7 +8,9 @@ namespace Unsock.Core.Engine;
 /// <param name="Gid">Its group, likewise.</param>
 /// <param name="RootDirectory">Its root directory as the supervisor reaches it ("/" in embedded mode).</param>
 /// <param name="Command">Its command line, for status output.</param>
-public sealed record TargetContext(int Pid, uint? Uid = null, uint? Gid = null, string RootDirectory = "/", string? Command = null);
+/// <param name="PolicyName">The policy's name in metrics (a named policy's name, "inline", "embedded"): bounded, never a pid or path.</param>
+public sealed record TargetContext(int Pid, uint? Uid = null, uint? Gid = null, string RootDirectory = "/", string? Command = null,
+    string PolicyName = "embedded");
 
 /// <summary>What one attached listener's targets have had done to their calls.</summary>
 public sealed class ListenerCounters

@@ -276,7 +276,7 @@ public sealed unsafe partial class NotificationEngine : IDisposable
             case OutcomeKind.Fail:
                 listener.Fail(r.Id, outcome.Errno);
                 counted = Outcomes.Failed;
-                if (outcome.Errno != Errors.ERESTARTSYS) Metrics.Error(outcome.Errno);
+                if (outcome.Errno != Errors.ERESTARTSYS) Metrics.Error(outcome.Errno, attachment.Target.PolicyName);
                 break;
             case OutcomeKind.Succeed:
                 // Marked before the answer: with SYNC_WAKE_UP the program runs, and may make its next call on this
@@ -284,7 +284,7 @@ public sealed unsafe partial class NotificationEngine : IDisposable
                 if (outcome.Swapped is { } s) s.Answered = true;
                 if (listener.Succeed(r.Id, outcome.Value) != 0 && outcome.Swapped is { } unanswered) unanswered.Answered = false;
                 counted = outcome.Swapped is { } swapped && outcome.CloseAfterAnswer1 >= 0 ? Outcomes.Redirected : Outcomes.Emulated;
-                if (counted == Outcomes.Redirected) Metrics.Redirected(DestinationKind(outcome.Swapped!.Family));
+                if (counted == Outcomes.Redirected) Metrics.Redirected(DestinationKind(outcome.Swapped!.Family), attachment.Target.PolicyName);
                 break;
             case OutcomeKind.Answered:
                 counted = Outcomes.Emulated;
@@ -296,7 +296,7 @@ public sealed unsafe partial class NotificationEngine : IDisposable
         if (outcome.CloseAfterAnswer2 >= 0) global::Interop.Socket.Close(outcome.CloseAfterAnswer2);
         if (counted is null) return;
         attachment.Counters.Count(counted);
-        Metrics.Answered(Syscalls.Name(r.Nr), counted, startTimestamp);
+        Metrics.Answered(Syscalls.Name(r.Nr), counted, attachment.Target.PolicyName, startTimestamp);
     }
 
     private static string DestinationKind(int family) => family switch

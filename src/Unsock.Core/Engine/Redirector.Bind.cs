@@ -26,6 +26,7 @@ internal sealed partial class Redirector
                 if (existing.Answered) return Outcome.Fail(Errors.EINVAL); // bound twice, as TCP says
                 return Outcome.Succeed(0, existing);
             }
+            if (rule.Action is DestinationAction) return BindDestination(r, fd, copy, facts, rule, endpoint, ref keepCopy);
             using var identity = TargetIdentity.Assume(_target, r.Pid);
             if (identity.Errno != 0 || !TargetIdentity.TryReadUmask(r.Pid, out int umask))
             {
@@ -136,6 +137,8 @@ internal sealed partial class Redirector
             }
             if (err != 0)
             {
+                if (err == Errors.EADDRINUSE && IsDualBind(sunPath, endpoint, ipv6))
+                    return BindBlackhole(r, fd, copy, facts, endpoint, ipv6, $"rule {rule.Index} -> {path}: the other family's bind of this port has it; blackhole", ref copyConsumed);
                 inUse = err == Errors.EADDRINUSE;
                 int mapped = err is Errors.EPERM ? Errors.EACCES : err;
                 _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index} -> {path}: {Errors.Name(mapped)}");
@@ -151,7 +154,7 @@ internal sealed partial class Redirector
             if ((st.Mode & 0x1FF) != mode) Native.FileSystem.ChmodAt(dir, name, mode);
             // Whatever we had recorded at this sun_path was replaced by this file.
             _registry.FindFile(sunPath)?.Forget();
-            var file = new BoundFile(path, sunPath, directory, name, st.Device, st.Inode, Sock.Inode(unix), creator.Owner);
+            var file = new BoundFile(path, sunPath, directory, name, st.Device, st.Inode, Sock.Inode(unix), creator.Owner) { NoRemove = rule.NoRemove };
             directory = null;
             var entry = new ConvertedSocket(file.SocketInode, Sock.AfUnix, ipv6) { Local = endpoint.InFamily(ipv6), File = file };
             file.Listener = entry;
@@ -176,6 +179,12 @@ internal sealed partial class Redirector
         {
             _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index}: {path} is a Firecracker proxy control file; one cannot listen through it");
             return Outcome.Fail(Errors.EINVAL);
+        }
+        // We bind as root: VSOCK ports below 1024 need the program's own CAP_NET_BIND_SERVICE.
+        if (control.Kind == ControlFileKind.Vsock && control.VsockPort < 1024 && !HasBindService(r.Pid))
+        {
+            _log.Decision(r.Pid, "bind", subject, $"rule {rule.Index} via {control}: the program lacks CAP_NET_BIND_SERVICE for a port below 1024: EACCES");
+            return Outcome.Fail(Errors.EACCES);
         }
         int err = Sock.Create(control.DestinationFamily, Sock.SockStream | Sock.SockCloexec, out int sock);
         if (err != 0)

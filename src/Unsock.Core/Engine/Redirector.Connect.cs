@@ -13,6 +13,7 @@ internal sealed partial class Redirector
         var decided = DecideRedirect(r, RuleDirection.Connect, out int copy, out var endpoint, out var facts, out var rule);
         if (decided is { } outcome) return outcome;
         if (rule is null) return ConnectConverted(r, copy, endpoint, fastOpen: null);
+        if (rule.Action is DestinationAction) return ConnectDestination(r, copy, endpoint, facts, rule);
         return ConnectRedirected(r, copy, endpoint, facts.Domain == Sock.AfInet6, facts.NonBlocking, rule, local: null, fastOpen: null);
     }
 
@@ -113,7 +114,7 @@ internal sealed partial class Redirector
         try
         {
             var entry = _registry.Find(Sock.Inode(copy));
-            if (entry is null) return Outcome.Continue;
+            if (entry is null || entry.UnixName is not null) return Outcome.Continue;
             if (entry.Peer is not null) return fastOpen is null ? RestartedConnect(entry) : Outcome.Fail(Errors.EISCONN);
             // An accepted connection, or a listener: connected or listening TCP sockets say EISCONN.
             if (entry.AcceptedFromListener || entry.Local is null) return Outcome.Fail(Errors.EISCONN);

@@ -39,6 +39,7 @@ internal sealed partial class Redirector
         Span<byte> sa = stackalloc byte[MaxSockAddrSize];
         sa = sa[..length];
         if (TargetProcess.ReadMemory(r.Pid, r.A1, sa) != 0) return UnreadableAddress(r, direction);
+        if (_policy.HasUnixMatches && DecideFromUnix(r, direction, sa) is { } fromUnix) return fromUnix;
         return DecideOn(r, direction, sa, fastOpen: null, out copy, out endpoint, out facts, out rule);
     }
 

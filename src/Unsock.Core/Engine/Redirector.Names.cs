@@ -30,7 +30,7 @@ internal sealed partial class Redirector
         if (_target.CopyFd(r.Pid, (int)r.A0, out copy) != 0) return false;
         if (Sock.GetInt(copy, Sock.SolSocket, Sock.SoDomain, out int domain) == 0 && domain is not (Sock.AfInet or Sock.AfInet6))
             entry = Lookup(copy, domain);
-        if (entry is not null) return true;
+        if (entry is { UnixName: null }) return true; // a fromUnix socket is the program's own AF_UNIX socket
         Sock.Close(copy);
         return false;
     }
@@ -47,6 +47,7 @@ internal sealed partial class Redirector
             if (Sock.GetInt(copy, Sock.SolSocket, Sock.SoDomain, out int domain) != 0) return Outcome.Continue;
             if (domain is Sock.AfInet or Sock.AfInet6) return Outcome.Continue;
             var entry = Lookup(copy, domain);
+            if (entry is { UnixName: not null }) return ReportUnixName(r, entry, peer);
             InetEndpoint? reported;
             if (entry is null)
             {

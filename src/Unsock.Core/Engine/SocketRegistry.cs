@@ -47,6 +47,8 @@ internal sealed class BoundFile
     /// <summary>Who created the file, and who removes it; null for the supervisor itself (not root, or a root target).</summary>
     public FsCredentials? Owner { get; }
     public ConvertedSocket? Listener { get; set; }
+    /// <summary>The rule said noremove: the file stays after its socket is closed and after the program exits.</summary>
+    public bool NoRemove { get; init; }
     /// <summary>When it was registered: a sweep leaves alone what came after it had read the live sockets.</summary>
     public long Sequence { get; set; }
 
@@ -65,6 +67,11 @@ internal sealed class BoundFile
         lock (this)
         {
             if (_directory.IsClosed) return false;
+            if (NoRemove)
+            {
+                Release();
+                return false;
+            }
             try
             {
                 using var identity = TargetIdentity.Assume(Owner);
@@ -109,6 +116,12 @@ internal sealed class ConvertedSocket(ulong inode, int family, bool ipv6)
     public bool Answered { get; set; }
     public BoundFile? File { get; set; }
     public bool AcceptedFromListener { get; set; }
+    /// <summary>
+    /// A program's own AF_UNIX socket that a fromUnix/fromAbstract rule bound or connected elsewhere: the sockaddr it
+    /// asked for, which getsockname (bind) or getpeername (connect, <see cref="UnixNameIsPeer"/>) reports. Null otherwise.
+    /// </summary>
+    public byte[]? UnixName { get; init; }
+    public bool UnixNameIsPeer { get; init; }
     /// <summary>When it was registered: a sweep leaves alone what came after it had read the live sockets.</summary>
     public long Sequence { get; set; }
     /// <summary>Sweeps in a row that did not find it in /proc/net/unix.</summary>

@@ -15,29 +15,13 @@ internal static partial class Interop
         private const int ScmRights = 1;
 
         /// <summary>A new SOCK_SEQPACKET|SOCK_CLOEXEC socket connected to <paramref name="path"/>; 0 or an errno.</summary>
-        public static int Connect(string path, out int fd)
-        {
-            fd = -1;
-            Span<byte> sa = stackalloc byte[UnixAddress.MaxSize];
-            if (!UnixAddress.TryEncode(path, sa, out int size)) return ENAMETOOLONG;
-            int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-            if (s < 0) return errno;
-            fixed (byte* p = sa)
-            {
-                while (connect(s, (sockaddr*)p, (uint)size) < 0)
-                {
-                    int err = errno;
-                    if (err == EINTR) continue;
-                    close(s);
-                    return err;
-                }
-            }
-            fd = s;
-            return 0;
-        }
+        public static int Connect(string path, out int fd) => Open(path, backlog: -1, out fd);
 
         /// <summary>A listening SOCK_SEQPACKET|SOCK_CLOEXEC socket bound at <paramref name="path"/>; 0 or an errno.</summary>
-        public static int Listen(string path, int backlog, out int fd)
+        public static int Listen(string path, int backlog, out int fd) => Open(path, backlog, out fd);
+
+        /// <summary>Connects (<paramref name="backlog"/> below 0) or binds and listens.</summary>
+        private static int Open(string path, int backlog, out int fd)
         {
             fd = -1;
             Span<byte> sa = stackalloc byte[UnixAddress.MaxSize];
@@ -46,9 +30,10 @@ internal static partial class Interop
             if (s < 0) return errno;
             fixed (byte* p = sa)
             {
-                if (bind(s, (sockaddr*)p, (uint)size) < 0 || listen(s, backlog) < 0)
+                while (backlog < 0 ? connect(s, (sockaddr*)p, (uint)size) < 0 : bind(s, (sockaddr*)p, (uint)size) < 0 || listen(s, backlog) < 0)
                 {
                     int err = errno;
+                    if (err == EINTR && backlog < 0) continue;
                     close(s);
                     return err;
                 }

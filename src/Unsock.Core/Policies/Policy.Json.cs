@@ -9,10 +9,13 @@ public sealed partial class Policy
 {
     /// <summary>Reads a JSON policy file; <see cref="Source"/> is <paramref name="path"/>.</summary>
     /// <exception cref="PolicyException">The file cannot be read or is not a valid policy.</exception>
-    public static Policy Load(string path)
+    public static Policy Load(string path) => Load(path, out _);
+
+    /// <summary>Reads a JSON policy file and gives its text too (the launcher sends it to the supervisor as it read it).</summary>
+    /// <exception cref="PolicyException">The file cannot be read or is not a valid policy.</exception>
+    public static Policy Load(string path, out string json)
     {
         ArgumentNullException.ThrowIfNull(path);
-        string json;
         try
         {
             json = File.ReadAllText(path);
@@ -83,6 +86,14 @@ public sealed partial class Policy
             RuleProtocol.Udp => "udp",
             _ => "any",
         });
+        if (rule.FromUnix is { } fromUnix)
+        {
+            writer.WriteString("fromUnix", fromUnix.Pattern);
+        }
+        if (rule.FromAbstract is { } fromAbstract)
+        {
+            writer.WriteString("fromAbstract", fromAbstract.Pattern);
+        }
         if (rule.Address is System.Net.IPNetwork network)
         {
             writer.WriteString("address", AddressNotation.Format(network));
@@ -115,12 +126,50 @@ public sealed partial class Policy
             case AllowAction:
                 writer.WriteBoolean("allow", true);
                 break;
+            case AbstractAction abstractName:
+                writer.WriteString("abstract", abstractName.Template);
+                break;
+            case BlackholeAction:
+                writer.WriteBoolean("blackhole", true);
+                break;
+            case SystemdAction { Name: null }:
+                writer.WriteBoolean("systemd", true);
+                break;
+            case SystemdAction systemd:
+                writer.WriteString("systemd", systemd.Name);
+                break;
+            case VsockAction vsock:
+                writer.WriteStartObject("vsock");
+                if (vsock.Cid == ControlFiles.VsockAddress.CidAny) writer.WriteString("cid", "any");
+                else writer.WriteNumber("cid", vsock.Cid);
+                writer.WriteNumber("port", vsock.Port);
+                writer.WriteEndObject();
+                break;
+            case TipcAction tipc:
+                writer.WriteStartObject("tipc");
+                writer.WriteNumber("addrtype", tipc.AddrType);
+                writer.WriteNumber("scope", tipc.Scope);
+                writer.WriteNumber("type", tipc.Type);
+                writer.WriteNumber("lower", tipc.Lower);
+                writer.WriteNumber("upper", tipc.Upper);
+                writer.WriteEndObject();
+                break;
+            case FirecrackerAction firecracker:
+                writer.WriteStartObject("firecracker");
+                writer.WriteString("socket", firecracker.Socket);
+                writer.WriteNumber("port", firecracker.Port);
+                writer.WriteEndObject();
+                break;
             default:
                 throw new InvalidOperationException($"rules[{rule.Index}] has an action of unknown type {rule.Action.GetType().Name}");
         }
         if (rule.Mode is int mode)
         {
             writer.WriteString("mode", OctalMode.Format(mode));
+        }
+        if (rule.NoRemove)
+        {
+            writer.WriteBoolean("noremove", true);
         }
         writer.WriteEndObject();
     }

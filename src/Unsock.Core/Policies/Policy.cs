@@ -44,7 +44,8 @@ public sealed partial class Policy : IEquatable<Policy>
         Source = source;
         Rules = Array.AsReadOnly(_rules);
         HasRejectRules = _rules.Any(r => r.Action is RejectAction);
-        HasRedirectRules = _rules.Any(r => r.Action is RedirectAction);
+        HasRedirectRules = _rules.Any(r => r.Action is RedirectAction or DestinationAction);
+        HasUnixMatches = _rules.Any(r => r.MatchesUnixSockets);
     }
 
     /// <summary>The address reported for peers whose real address is not IP (the original's UNSOCK_ADDR address).</summary>
@@ -66,8 +67,28 @@ public sealed partial class Policy : IEquatable<Policy>
 
     public bool HasRejectRules { get; }
 
-    /// <summary>Whether any rule is a unix or directory rule.</summary>
+    /// <summary>Whether any rule turns a socket into another one (unix, directory, abstract, vsock, tipc, firecracker, systemd, blackhole).</summary>
     public bool HasRedirectRules { get; }
+
+    /// <summary>Whether any rule matches AF_UNIX sockets (fromUnix, fromAbstract).</summary>
+    public bool HasUnixMatches { get; }
+
+    /// <summary>
+    /// The first rule that matches a bind or connect of an AF_UNIX socket to <paramref name="name"/> (a path, or an
+    /// abstract name without its leading NUL), or null. <paramref name="protocol"/> is Tcp for stream sockets and
+    /// Udp for datagram ones. IP rules never match: rules of both kinds are tried in their one order.
+    /// </summary>
+    public PolicyRule? MatchUnix(RuleDirection direction, RuleProtocol protocol, bool isAbstract, string name)
+    {
+        foreach (PolicyRule rule in _rules)
+        {
+            if (rule.MatchesUnix(direction, protocol, isAbstract, name))
+            {
+                return rule;
+            }
+        }
+        return null;
+    }
 
     /// <summary>The first rule that matches the call, or null when none does (the socket stays TCP/IP).</summary>
     public PolicyRule? Match(RuleDirection direction, RuleProtocol protocol, IPAddress address, int port)

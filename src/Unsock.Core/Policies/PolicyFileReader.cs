@@ -3,6 +3,7 @@ using System.Net;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
+using Unsock.Core.ControlFiles;
 
 namespace Unsock.Core.Policies;
 
@@ -10,8 +11,10 @@ namespace Unsock.Core.Policies;
 internal sealed class PolicyFileReader
 {
     private static readonly string[] TopLevelKeys = ["version", "fakeAddress", "acceptConvert", "blockInet", "blockInet6", "rules", "allowed"];
-    private static readonly string[] RuleKeys = ["direction", "protocol", "address", "port", "unix", "directory", "reject", "allow", "mode"];
-    private static readonly string[] ActionKeys = ["unix", "directory", "reject", "allow"];
+    private static readonly string[] RuleKeys = ["direction", "protocol", "address", "port", "fromUnix", "fromAbstract",
+        "unix", "directory", "abstract", "vsock", "tipc", "firecracker", "systemd", "blackhole", "reject", "allow", "mode", "noremove"];
+    private static readonly string[] ActionKeys = ["unix", "directory", "abstract", "vsock", "tipc", "firecracker", "systemd", "blackhole", "reject", "allow"];
+    private const string ActionList = "\"unix\", \"directory\", \"abstract\", \"vsock\", \"tipc\", \"firecracker\", \"systemd\", \"blackhole\", \"reject\", \"allow\"";
 
     // JsonDocument's default depth limit.
     private const int MaxDepth = 64;
@@ -109,7 +112,7 @@ internal sealed class PolicyFileReader
         if (actions.Length == 0)
         {
             throw PolicyException.At(_source, index, null,
-                "has no action; give exactly one of \"unix\", \"directory\", \"reject\", \"allow\"");
+                $"has no action; give exactly one of {ActionList}");
         }
         if (actions.Length > 1)
         {
@@ -164,8 +167,44 @@ internal sealed class PolicyFileReader
             "unix" => ReadUnix(keys["unix"], index),
             "directory" => ReadDirectory(keys["directory"], index),
             "reject" => ReadReject(keys["reject"], index),
-            _ => ReadAllow(keys["allow"], index),
+            "allow" => ReadAllow(keys["allow"], index),
+            _ => ReadDestination(actions[0], keys[actions[0]], index),
         };
+
+        UnixPathPattern? fromUnix = null, fromAbstract = null;
+        if (keys.TryGetValue("fromUnix", out JsonElement fromUnixValue))
+        {
+            fromUnix = ReadPattern(fromUnixValue, index, "fromUnix", absolute: true);
+        }
+        if (keys.TryGetValue("fromAbstract", out JsonElement fromAbstractValue))
+        {
+            fromAbstract = ReadPattern(fromAbstractValue, index, "fromAbstract", absolute: false);
+        }
+        if (PolicyRule.UnixMatchProblem(address, port, action, fromUnix, fromAbstract) is string unixProblem)
+        {
+            string key = fromUnix is not null ? "fromUnix" : "fromAbstract";
+            throw PolicyException.At(_source, index, key, $"{Show(keys[key])} with \"{actions[0]}\": {unixProblem}");
+        }
+        if (action is DestinationAction { Connects: false } && direction == RuleDirection.Connect)
+        {
+            throw PolicyException.At(_source, index, "direction",
+                $"\"connect\" with \"{actions[0]}\": {actions[0]} decides what a bind gets; it cannot apply to connect");
+        }
+
+        bool noRemove = false;
+        if (keys.TryGetValue("noremove", out JsonElement noRemoveValue))
+        {
+            if (noRemoveValue.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
+            {
+                throw PolicyException.At(_source, index, "noremove", $"{DescribeKind(noRemoveValue)}, expected true or false");
+            }
+            noRemove = noRemoveValue.ValueKind == JsonValueKind.True;
+            if (noRemove && action is not RedirectAction)
+            {
+                throw PolicyException.At(_source, index, "noremove",
+                    $"applies only to unix and directory rules (the rules that create socket files), not to \"{actions[0]}\"");
+            }
+        }
 
         int? mode = null;
         if (keys.TryGetValue("mode", out JsonElement modeValue))
@@ -194,7 +233,139 @@ internal sealed class PolicyFileReader
                 $"\"udp\" with \"{actions[0]}\": datagram rules are not supported yet (unix and directory rules redirect TCP only)");
         }
 
-        return new PolicyRule(index, direction, protocol, address, port, action, mode);
+        if (protocol == RuleProtocol.Udp && action is DestinationAction)
+        {
+            throw PolicyException.At(_source, index, "protocol",
+                $"\"udp\" with \"{actions[0]}\": {actions[0]} rules apply to stream (TCP) sockets only");
+        }
+
+        return new PolicyRule(index, direction, protocol, address, port, action, mode, fromUnix, fromAbstract, noRemove);
+    }
+
+    private UnixPathPattern ReadPattern(JsonElement value, int index, string key, bool absolute)
+    {
+        string text = ReadString(value, index, key, absolute ? "a path pattern such as \"/var/run/*.sock\"" : "an abstract name pattern such as \"app/*\"");
+        if (absolute && !text.StartsWith('/'))
+        {
+            throw PolicyException.At(_source, index, key, $"{Show(value)} is not an absolute path pattern (it must start with '/')");
+        }
+        if (UnixPathPattern.Check(text) is string problem)
+        {
+            throw PolicyException.At(_source, index, key, $"{Show(value)} {problem}");
+        }
+        return new UnixPathPattern(text);
+    }
+
+    private DestinationAction ReadDestination(string key, JsonElement value, int index)
+    {
+        switch (key)
+        {
+            case "blackhole":
+                if (value.ValueKind != JsonValueKind.True)
+                {
+                    throw PolicyException.At(_source, index, key, $"{Show(value)} is not allowed; \"blackhole\" takes only true (leave it out otherwise)");
+                }
+                return new BlackholeAction();
+            case "systemd":
+                if (value.ValueKind == JsonValueKind.True)
+                {
+                    return new SystemdAction(null);
+                }
+                string name = ReadString(value, index, key, "true (the next passed socket) or the socket's name in LISTEN_FDNAMES");
+                if (name.Length == 0 || name.Length > 255 || name.Any(c => c == ':' || char.IsControl(c)))
+                {
+                    throw PolicyException.At(_source, index, key, $"{Show(value)} is not a systemd socket name (1-255 characters, no ':' or control characters)");
+                }
+                return new SystemdAction(name);
+            case "abstract":
+                string template = ReadString(value, index, key, "a name template such as \"unsock/%p\"");
+                if (AbstractAction.CheckTemplate(template) is string problem)
+                {
+                    throw PolicyException.At(_source, index, key, $"{Show(value)} {problem}");
+                }
+                return new AbstractAction(template);
+        }
+        if (value.ValueKind != JsonValueKind.Object)
+        {
+            throw PolicyException.At(_source, index, key, $"{DescribeKind(value)}, expected an object such as {ExampleOf(key)}");
+        }
+        string[] known = key switch
+        {
+            "vsock" => ["cid", "port"],
+            "tipc" => ["addrtype", "scope", "type", "lower", "upper"],
+            _ => ["socket", "port"],
+        };
+        var fields = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
+        foreach (JsonProperty property in value.EnumerateObject())
+        {
+            string at = $"{key}.{property.Name}";
+            if (Array.IndexOf(known, property.Name) < 0)
+            {
+                throw PolicyException.At(_source, index, at, $"unknown key; the known keys are {string.Join(", ", known)}");
+            }
+            if (!fields.TryAdd(property.Name, property.Value))
+            {
+                throw PolicyException.At(_source, index, at, "appears twice");
+            }
+        }
+        switch (key)
+        {
+            case "vsock":
+            {
+                uint port = ReadUInt32(fields, index, key, "port", required: true, 0, uint.MaxValue - 1, "a VSOCK port 0-4294967294")!.Value;
+                uint cid = VsockAddress.CidAny;
+                if (fields.TryGetValue("cid", out JsonElement cidValue))
+                {
+                    cid = cidValue.ValueKind == JsonValueKind.String && cidValue.GetString() == "any"
+                        ? VsockAddress.CidAny
+                        : ReadUInt32(fields, index, key, "cid", required: true, 0, uint.MaxValue, "a CID 0-4294967295 or \"any\"")!.Value;
+                }
+                return new VsockAction(cid, port);
+            }
+            case "tipc":
+            {
+                uint addrType = ReadUInt32(fields, index, key, "addrtype", required: false, 1, 3, "1 (service range), 2 (service address) or 3 (socket address)") ?? TipcAddress.ServiceAddress;
+                uint scope = ReadUInt32(fields, index, key, "scope", required: false, 1, 3, "1 (zone), 2 (cluster) or 3 (node)") ?? (uint)TipcAddress.ClusterScope;
+                uint type = ReadUInt32(fields, index, key, "type", required: true, 0, uint.MaxValue, "a number 0-4294967295")!.Value;
+                uint lower = ReadUInt32(fields, index, key, "lower", required: true, 0, uint.MaxValue, "a number 0-4294967295")!.Value;
+                uint upper = ReadUInt32(fields, index, key, "upper", required: false, 0, uint.MaxValue, "a number 0-4294967295") ?? lower;
+                return new TipcAction((byte)addrType, (sbyte)scope, type, lower, upper);
+            }
+            default:
+            {
+                if (!fields.TryGetValue("socket", out JsonElement socketValue))
+                {
+                    throw PolicyException.At(_source, index, $"{key}.socket", "is missing; it names the Firecracker multiplexer's Unix socket");
+                }
+                string socket = ReadString(socketValue, index, $"{key}.socket", "an absolute path");
+                if (FirecrackerAction.CheckSocket(socket) is string problem)
+                {
+                    throw PolicyException.At(_source, index, $"{key}.socket", $"{Show(socketValue)} {problem}");
+                }
+                uint port = ReadUInt32(fields, index, key, "port", required: true, 0, uint.MaxValue - 1, "a guest port 0-4294967294")!.Value;
+                return new FirecrackerAction(socket, port);
+            }
+        }
+    }
+
+    private static string ExampleOf(string key) => key switch
+    {
+        "vsock" => "{ \"cid\": 2, \"port\": 5678 }",
+        "tipc" => "{ \"type\": 128, \"lower\": 99 }",
+        _ => "{ \"socket\": \"/run/fc/v.sock\", \"port\": 5678 }",
+    };
+
+    private uint? ReadUInt32(Dictionary<string, JsonElement> fields, int index, string key, string field, bool required, uint min, uint max, string expected)
+    {
+        if (!fields.TryGetValue(field, out JsonElement value))
+        {
+            return required ? throw PolicyException.At(_source, index, $"{key}.{field}", $"is missing; expected {expected}") : null;
+        }
+        if (value.ValueKind == JsonValueKind.Number && value.TryGetUInt32(out uint number) && number >= min && number <= max)
+        {
+            return number;
+        }
+        throw PolicyException.At(_source, index, $"{key}.{field}", $"{Show(value)} is not {expected}");
     }
 
     private PortRange ReadPort(JsonElement value, int index)

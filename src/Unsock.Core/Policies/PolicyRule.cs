@@ -19,7 +19,10 @@ public sealed class PolicyRule : IEquatable<PolicyRule>
         IPNetwork? address,
         PortRange? port,
         RuleAction action,
-        int? mode = null)
+        int? mode = null,
+        UnixPathPattern? fromUnix = null,
+        UnixPathPattern? fromAbstract = null,
+        bool noRemove = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(index);
         ArgumentNullException.ThrowIfNull(action);
@@ -46,8 +49,19 @@ public sealed class PolicyRule : IEquatable<PolicyRule>
                 throw new ArgumentOutOfRangeException(nameof(mode), m, "a socket file mode is 0-0777");
             }
         }
+        if (UnixMatchProblem(address, port, action, fromUnix, fromAbstract) is string unixProblem)
+        {
+            throw new ArgumentException(unixProblem, fromUnix is null ? nameof(fromAbstract) : nameof(fromUnix));
+        }
+        if (noRemove && action is not RedirectAction)
+        {
+            throw new ArgumentException("noremove applies only to unix and directory rules (the rules that create socket files)", nameof(noRemove));
+        }
         Index = index;
         Direction = direction;
+        FromUnix = fromUnix;
+        FromAbstract = fromAbstract;
+        NoRemove = noRemove;
         Protocol = protocol;
         // Keep the network canonical (host bits clear) so that equal networks compare equal.
         Address = address is IPNetwork network ? AddressNotation.MaskedNetwork(network.BaseAddress, network.PrefixLength) : null;
@@ -74,17 +88,52 @@ public sealed class PolicyRule : IEquatable<PolicyRule>
     /// <summary>Permission bits for socket files that a redirected bind creates; null leaves them to the umask.</summary>
     public int? Mode { get; }
 
-    /// <summary>
-    /// Whether this rule applies to a <paramref name="direction"/> call on a <paramref name="protocol"/>
-    /// socket for <paramref name="address"/>:<paramref name="port"/>.
-    /// </summary>
-    /// <remarks>
-    /// A unix/directory rule never matches a UDP socket, even with protocol "any": datagram redirects are not
-    /// supported yet, so the UDP socket goes on to the next rule.
-    /// </remarks>
-    public bool Matches(RuleDirection direction, RuleProtocol protocol, IPAddress address, int port)
+    /// <summary>Paths of AF_UNIX sockets this rule matches instead of IP addresses; null for an IP rule.</summary>
+    public UnixPathPattern? FromUnix { get; }
+
+    /// <summary>Abstract names (without the leading NUL) this rule matches instead of IP addresses; null for an IP rule.</summary>
+    public UnixPathPattern? FromAbstract { get; }
+
+    /// <summary>True for a rule that matches AF_UNIX calls (<c>fromUnix</c> or <c>fromAbstract</c>) rather than TCP/UDP ones.</summary>
+    public bool MatchesUnixSockets => FromUnix is not null || FromAbstract is not null;
+
+    /// <summary>The socket file a bind creates stays after its socket is closed and after the program exits.</summary>
+    public bool NoRemove { get; }
+
+    /// <summary>Null when the fromUnix/fromAbstract keys (if any) fit with the rest of the rule, else the problem.</summary>
+    internal static string? UnixMatchProblem(IPNetwork? address, PortRange? port, RuleAction action, UnixPathPattern? fromUnix, UnixPathPattern? fromAbstract)
     {
-        ArgumentNullException.ThrowIfNull(address);
+        if (fromUnix is null && fromAbstract is null) return null;
+        if (fromUnix is not null && fromAbstract is not null) return "a rule matches either fromUnix or fromAbstract, not both";
+        if (address is not null || port is not null) return "fromUnix and fromAbstract match Unix sockets, which have no address or port";
+        return action switch
+        {
+            DirectoryAction => "directory names <port>.sock, and a Unix socket has no port; use \"unix\" with a path",
+            UnixAction { HasPlaceholders: true } => "a Unix socket has no address, port or protocol for %a, %p, %t",
+            AbstractAction { HasPlaceholders: true } => "a Unix socket has no address, port or protocol for %a, %p, %t",
+            VsockAction or TipcAction or FirecrackerAction or SystemdAction =>
+                "a rule matching Unix sockets takes unix, abstract, blackhole, reject or allow",
+            _ => null,
+        };
+    }
+
+    /// <summary>
+    /// Whether this rule applies to a <paramref name="direction"/> call on an AF_UNIX socket of <paramref name="protocol"/>
+    /// (stream: Tcp, datagram: Udp) for the path or abstract name <paramref name="name"/>.
+    /// </summary>
+    public bool MatchesUnix(RuleDirection direction, RuleProtocol protocol, bool isAbstract, string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        UnixPathPattern? pattern = isAbstract ? FromAbstract : FromUnix;
+        if (pattern is null || !MatchesCall(direction, protocol))
+        {
+            return false;
+        }
+        return pattern.IsMatch(name);
+    }
+
+    private bool MatchesCall(RuleDirection direction, RuleProtocol protocol)
+    {
         if (direction is not (RuleDirection.Bind or RuleDirection.Connect))
         {
             throw new ArgumentOutOfRangeException(nameof(direction), direction, "a socket call is either a bind or a connect");
@@ -98,6 +147,30 @@ public sealed class PolicyRule : IEquatable<PolicyRule>
             return false;
         }
         if (Protocol != RuleProtocol.Any && Protocol != protocol)
+        {
+            return false;
+        }
+        // Blackhole and systemd rules say what a bind gets; a connect goes on to the next rule.
+        if (direction == RuleDirection.Connect && Action is DestinationAction { Connects: false })
+        {
+            return false;
+        }
+        // Datagram destinations other than files are not supported: a UDP socket goes on to the next rule.
+        return !(protocol == RuleProtocol.Udp && Action is DestinationAction);
+    }
+
+    /// <summary>
+    /// Whether this rule applies to a <paramref name="direction"/> call on a <paramref name="protocol"/>
+    /// socket for <paramref name="address"/>:<paramref name="port"/>.
+    /// </summary>
+    /// <remarks>
+    /// A unix/directory rule never matches a UDP socket, even with protocol "any": datagram redirects are not
+    /// supported yet, so the UDP socket goes on to the next rule.
+    /// </remarks>
+    public bool Matches(RuleDirection direction, RuleProtocol protocol, IPAddress address, int port)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        if (MatchesUnixSockets || !MatchesCall(direction, protocol))
         {
             return false;
         }
@@ -151,7 +224,10 @@ public sealed class PolicyRule : IEquatable<PolicyRule>
         && Nullable.Equals(Address, other.Address)
         && Nullable.Equals(Port, other.Port)
         && Action.Equals(other.Action)
-        && Mode == other.Mode;
+        && Mode == other.Mode
+        && Equals(FromUnix, other.FromUnix)
+        && Equals(FromAbstract, other.FromAbstract)
+        && NoRemove == other.NoRemove;
 
     public override bool Equals(object? obj) => Equals(obj as PolicyRule);
 
@@ -159,6 +235,11 @@ public sealed class PolicyRule : IEquatable<PolicyRule>
 
     public override string ToString()
     {
+        if (FromUnix is not null || FromAbstract is not null)
+        {
+            string from = FromUnix is not null ? $"Unix socket {FromUnix}" : $"abstract socket @{FromAbstract}";
+            return $"rules[{Index}]: {Direction} {Protocol} {from} -> {Action}";
+        }
         string address = Address is IPNetwork network ? AddressNotation.Format(network) : "any address";
         string port = Port is PortRange ports ? $"port {ports}" : "any port";
         return $"rules[{Index}]: {Direction} {Protocol} {address} {port} -> {Action}";

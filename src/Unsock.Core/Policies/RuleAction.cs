@@ -47,17 +47,39 @@ public sealed record UnixAction : RedirectAction
     public override string ResolvePath(IPAddress address, int port, RuleProtocol protocol)
     {
         CheckArguments(address, port, protocol);
-        var path = new StringBuilder(Template.Length + 16);
-        for (int i = 0; i < Template.Length; i++)
+        return Expand(Template, address, port, protocol);
+    }
+
+    /// <summary>The path of a <c>fromUnix</c> rule, whose template has no placeholders but <c>%%</c>.</summary>
+    public string ResolveFixedPath() => Template.Replace("%%", "%", StringComparison.Ordinal);
+
+    /// <summary>True when the template uses %p, %a or %t (which a Unix socket call has nothing for).</summary>
+    public bool HasPlaceholders => HasAddressPlaceholders(Template);
+
+    internal static bool HasAddressPlaceholders(string template)
+    {
+        for (int i = 0; i + 1 < template.Length; i++)
         {
-            char c = Template[i];
+            if (template[i] != '%') continue;
+            if (template[++i] != '%') return true;
+        }
+        return false;
+    }
+
+    /// <summary>Expands %p, %a, %t and %% in a template that <see cref="CheckTemplate"/> accepted.</summary>
+    internal static string Expand(string template, IPAddress address, int port, RuleProtocol protocol)
+    {
+        var path = new StringBuilder(template.Length + 16);
+        for (int i = 0; i < template.Length; i++)
+        {
+            char c = template[i];
             if (c != '%')
             {
                 path.Append(c);
                 continue;
             }
             // CheckTemplate guarantees a known placeholder follows every '%'.
-            switch (Template[++i])
+            switch (template[++i])
             {
                 case 'p':
                     path.Append(port.ToString(CultureInfo.InvariantCulture));
@@ -77,12 +99,12 @@ public sealed record UnixAction : RedirectAction
     }
 
     /// <summary>Null if <paramref name="template"/> is usable, else the problem, to follow the quoted template.</summary>
-    internal static string? CheckTemplate(string template)
+    internal static string? CheckTemplate(string template) =>
+        template.StartsWith('/') ? CheckPlaceholders(template) : "is not an absolute path (it must start with '/')";
+
+    /// <summary>Null if every '%' of <paramref name="template"/> starts a known placeholder and there is no NUL.</summary>
+    internal static string? CheckPlaceholders(string template)
     {
-        if (!template.StartsWith('/'))
-        {
-            return "is not an absolute path (it must start with '/')";
-        }
         if (template.Contains('\0'))
         {
             return "contains a NUL character";

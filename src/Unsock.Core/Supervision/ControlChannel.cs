@@ -74,6 +74,7 @@ public sealed class ControlChannel : IDisposable
         }
         byte[] record = ReceiveBytes(out int fd);
         Interop.ControlSocket.Close(fd); // a reply carries no fd
+        if (record.Length == 0) throw new ControlChannelException($"the supervisor at {Peer} closed the connection without answering");
         return Parse(record, ControlJson.Default.ControlReply, "reply");
     }
 
@@ -88,6 +89,7 @@ public sealed class ControlChannel : IDisposable
         try
         {
             var request = Parse(record, ControlJson.Default.ControlRequest, "request");
+            if (request.Version == 0) throw new ControlChannelException("the request has no \"version\"");
             if (request.Version != ControlProtocol.Version)
             {
                 throw new ControlChannelException($"protocol version {request.Version} is not supported; this supervisor speaks version {ControlProtocol.Version}");

@@ -20,7 +20,7 @@ public class NotificationEngineTests
     private static string NetProbe => Integration.Launcher.Program("netprobe.py");
 
     /// <summary>Spawns /bin/sh -c <paramref name="script"/> with a filter for <paramref name="policy"/>; the listener fd and the pid.</summary>
-    private static (int Listener, int Pid) SpawnFiltered(Policy policy, string script)
+    internal static (int Listener, int Pid) SpawnFiltered(Policy policy, string script)
     {
         var program = FilterCompiler.Compile(FilterPlan.For(policy));
         using var prepared = new Spawn.Prepared("/bin/sh", ["sh", "-c", script], [], 0);
@@ -37,7 +37,7 @@ public class NotificationEngineTests
         return (listener, pid);
     }
 
-    private static Policy PolicyFor(TempDir dir, string name, string top = "") =>
+    internal static Policy PolicyFor(TempDir dir, string name, string top = "") =>
         Policy.Load(Integration.Policies.Write(dir, $$"""{ {{top}} "rules": [ { "address": "127.0.0.0/8", "directory": "{{dir.Path}}/{{name}}" } ] }""", name + ".json"));
 
     private sealed class TestMeterFactory : IMeterFactory
@@ -75,8 +75,8 @@ public class NotificationEngineTests
             string outcome = "", call = "";
             foreach (var t in tags)
             {
-                if (t.Key == "outcome") outcome = (string)t.Value!;
-                if (t.Key == "call") call = (string)t.Value!;
+                if (t.Key == "unsock.outcome") outcome = (string)t.Value!;
+                if (t.Key == "unsock.call") call = (string)t.Value!;
             }
             lock (counts) counts[$"{call}/{outcome}"] = counts.GetValueOrDefault($"{call}/{outcome}") + value;
         });

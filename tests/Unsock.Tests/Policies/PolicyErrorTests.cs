@@ -51,14 +51,14 @@ public class PolicyErrorTests
     public void Unknown_top_level_key_is_named()
     {
         AssertNames(Refuse("""{ "fakeAdress": "1.2.3.4" }"""), null, "fakeAdress",
-            "web.json: fakeAdress: unknown key; the known keys are version, fakeAddress, acceptConvert, blockInet, blockInet6, rules");
+            "web.json: fakeAdress: unknown key; the known keys are version, fakeAddress, acceptConvert, blockInet, blockInet6, rules, allowed");
     }
 
     [Fact]
     public void Unknown_rule_key_is_named_with_the_rule()
     {
         AssertNames(RefuseThirdRule("\"prot\": \"tcp\", \"allow\": true"), 2, "prot",
-            "web.json: rules[2].prot: unknown key; the known keys are direction, protocol, address, port, unix, directory, reject, allow, mode");
+            "web.json: rules[2].prot: unknown key; the known keys are direction, protocol, address, port, fromUnix, fromAbstract, unix, directory, abstract, vsock, tipc, firecracker, systemd, blackhole, reject, allow, mode, noremove");
     }
 
     [Fact]
@@ -202,7 +202,7 @@ public class PolicyErrorTests
     public void Rule_without_action_is_refused()
     {
         AssertNames(RefuseThirdRule("\"port\": 80"), 2, null,
-            "web.json: rules[2]: has no action; give exactly one of \"unix\", \"directory\", \"reject\", \"allow\"");
+            "web.json: rules[2]: has no action; give exactly one of \"unix\", \"directory\", \"abstract\", \"vsock\", \"tipc\", \"firecracker\", \"systemd\", \"blackhole\", \"reject\", \"allow\"");
     }
 
     [Fact]
