@@ -46,6 +46,8 @@ try
         builder.Services.AddSingleton<IHostLifetime, SystemdLifetime>();
     }
     builder.Services.AddMetrics();
+    // The engine's and our meters over OTLP when OTEL_EXPORTER_OTLP_(METRICS_)ENDPOINT is set (environment or config); off otherwise.
+    builder.AddUnsockTelemetry();
 
     builder.Services.AddOptions<SupervisorOptions>().Bind(builder.Configuration.GetSection(SupervisorOptions.Section)).ValidateOnStart();
     builder.Services.AddSingleton<IValidateOptions<SupervisorOptions>, SupervisorOptionsValidator>();

@@ -9,8 +9,12 @@ using Unsock.Core.Supervision;
 
 namespace Unsock.Supervisor;
 
-/// <summary>What a launcher registered on its connection: the policy pinned for it and who it is.</summary>
-internal sealed record Registration(long Number, Policy Policy, string PolicyLabel, Caller Caller, string User, IReadOnlyList<string>? Command);
+/// <summary>
+/// What a launcher registered on its connection: the policy pinned for it and who it is. <paramref name="PolicyLabel"/>
+/// is for status and the log ("web", "inline: /home/u/p.json"); <paramref name="PolicyName"/> for the metrics'
+/// unsock.policy attribute, bounded: the named policy's name, or "inline" whatever the source.
+/// </summary>
+internal sealed record Registration(long Number, Policy Policy, string PolicyLabel, string PolicyName, Caller Caller, string User, IReadOnlyList<string>? Command);
 
 /// <summary>One attached target: its listener's attachment in the engine and what status shows about it.</summary>
 internal sealed class Target(Registration registration, ListenerAttachment attachment)
@@ -194,7 +198,7 @@ internal sealed partial class Targets
         }
         if (connection.Registration is not null)
             throw new Refusal("malformed", "this connection has registered already; one registration per connection");
-        (Policy policy, string label) = ChoosePolicy(caller, request);
+        (Policy policy, string label, string metricName) = ChoosePolicy(caller, request);
         lock (_gate)
         {
             if (_targets.Count + _reserved >= _options.MaxTargets)
@@ -203,7 +207,7 @@ internal sealed partial class Targets
         }
         try
         {
-            var registration = new Registration(Interlocked.Increment(ref _nextNumber), policy, label, caller, Accounts.UserName(caller.Uid), request.Command);
+            var registration = new Registration(Interlocked.Increment(ref _nextNumber), policy, label, metricName, caller, Accounts.UserName(caller.Uid), request.Command);
             Log.Registered(_log, registration.Number, caller.Pid, caller.Uid, registration.User, label,
                 request.Command is { Count: > 0 } c ? string.Join(' ', c) : "(not given)");
             return registration;
@@ -215,7 +219,8 @@ internal sealed partial class Targets
         }
     }
 
-    private (Policy, string) ChoosePolicy(Caller caller, ControlRequest request)
+    /// <summary>The policy a registration asks for, its label for status, and its name for the metrics.</summary>
+    private (Policy, string, string) ChoosePolicy(Caller caller, ControlRequest request)
     {
         if (request.Policy is not null && request.PolicyText is not null)
             throw new Refusal("malformed", "a registration names a policy or carries one (policyText), not both");
@@ -227,7 +232,7 @@ internal sealed partial class Targets
                 $"no policy named \"{name}\" in {_catalog.Directory} (known: {(_catalog.Names.Count == 0 ? "none" : string.Join(", ", _catalog.Names.Order()))})");
             if (!named.Access.Allows(caller.Uid, caller.Gid, caller.Groups))
                 throw new Refusal("not_allowed", $"user {Accounts.UserName(caller.Uid)} (uid {caller.Uid}) may not use policy \"{name}\"; {named.File} allows: {named.Access}");
-            return (named.Policy, name);
+            return (named.Policy, name, name);
         }
         if (request.PolicyText is { } text)
         {
@@ -236,7 +241,7 @@ internal sealed partial class Targets
             string source = string.IsNullOrEmpty(request.PolicySource) ? "inline policy" : request.PolicySource;
             try
             {
-                return (Policy.Parse(text, source), "inline: " + source);
+                return (Policy.Parse(text, source), "inline: " + source, InlinePolicyName);
             }
             catch (PolicyException e)
             {
@@ -245,6 +250,9 @@ internal sealed partial class Targets
         }
         throw new Refusal("malformed", "a registration must name a policy (\"policy\") or carry one (\"policyText\")");
     }
+
+    /// <summary>The metrics' policy name of every inline policy (a path or a user's text would be unbounded).</summary>
+    public const string InlinePolicyName = "inline";
 
     private static SeccompProgram Compile(Policy policy)
     {
@@ -269,7 +277,7 @@ internal sealed partial class Targets
             throw new Refusal("not_a_listener", $"the file descriptor sent with attach is not a seccomp listener (it is {what})");
         var caller = registration.Caller;
         var context = new TargetContext(caller.Pid, caller.Uid, caller.Gid, $"/proc/{caller.Pid}/root",
-            registration.Command is { Count: > 0 } c ? string.Join(' ', c) : null);
+            registration.Command is { Count: > 0 } c ? string.Join(' ', c) : null, registration.PolicyName);
         ListenerAttachment attachment;
         try
         {
