@@ -54,6 +54,9 @@ public class TelemetryTests
         Assert.True(Wait.Until(() => a.Completion.IsCompleted && b.Completion.IsCompleted, TimeSpan.FromSeconds(30)));
         long redirected = a.Counters.Redirected + b.Counters.Redirected;
         Assert.True(redirected >= 12, $"{redirected} redirected");
+        // The observable gauges are read at an export while the engine runs; the last export (at Dispose,
+        // after Stop) has none, so a test faster than the export interval saw none of them.
+        Assert.True(Wait.Until(() => receiver.Metrics.Any(m => m.Name == "unsock.listeners"), TimeSpan.FromSeconds(30)), $"{receiver.Requests} requests");
         engine.Stop();
         host.Dispose(); // the MeterProvider exports what it has on the way out
 

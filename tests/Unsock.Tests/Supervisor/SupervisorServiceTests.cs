@@ -314,7 +314,7 @@ public sealed class SupervisorServiceTests : IntegrationTest
                 idle.Add(s);
             }
             using var stuck = service.Launch("web", ["sleep", "30"], attach: false);
-            using var slow = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
+            using var slow = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified) { ReceiveTimeout = 30000 };
             slow.Connect(new UnixDomainSocketEndPoint(service.Socket));
             var slowLoop = Task.Run(() =>
             {
@@ -323,7 +323,8 @@ public sealed class SupervisorServiceTests : IntegrationTest
                 {
                     for (int i = 0; i < 40; i++)
                     {
-                        slow.Send("{\"kind\":\"status\"}"u8);
+                        slow.Send("{\"version\":1,\"kind\":\"status\"}"u8);
+                        if (slow.Receive(buffer) == 0) return; // closed after its 16 requests
                         Thread.Sleep(500);
                     }
                 }
