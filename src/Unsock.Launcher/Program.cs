@@ -39,6 +39,7 @@ internal static class Program
             return 0;
         }
         var env = EnvironmentVariables();
+        if (cl.Status) return StatusCommand.Run(cl, env, Console.Out);
         if (cl.Command.Count == 0 && !cl.PrintPolicy)
         {
             // The original's library doubled as the control-file tool when run as a program.

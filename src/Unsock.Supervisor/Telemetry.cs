@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using Unsock.Core.Engine;
@@ -39,13 +40,15 @@ public static class Telemetry
         if (string.IsNullOrWhiteSpace(value)) return null;
         string Bad(string why) => $"{PrometheusUrlKey}: '{value}' {why}";
         if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || uri.Scheme != Uri.UriSchemeHttp)
-            throw new InvalidOperationException(Bad("is not an http:// URL (for example http://127.0.0.1:9464/)"));
+            throw Invalid(Bad("is not an http:// URL (for example http://127.0.0.1:9464/)"));
         if (!uri.IsLoopback || uri.Host == "localhost")
-            throw new InvalidOperationException(Bad("is not on a loopback address; give 127.0.0.1 or [::1] (the endpoint has no authentication)"));
+            throw Invalid(Bad("is not on a loopback address; give 127.0.0.1 or [::1] (the endpoint has no authentication)"));
         if (uri.PathAndQuery != "/" || uri.Fragment.Length > 0)
-            throw new InvalidOperationException(Bad("has a path; the metrics are served at /metrics under the bare address"));
+            throw Invalid(Bad("has a path; the metrics are served at /metrics under the bare address"));
         return uri;
     }
+
+    private static OptionsValidationException Invalid(string message) => new(PrometheusUrlKey, typeof(string), [message]);
 
     /// <summary>
     /// Adds the OTLP metrics exporter when an endpoint is configured and the Prometheus endpoint when its URL is;

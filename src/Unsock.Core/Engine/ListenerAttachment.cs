@@ -72,6 +72,9 @@ public sealed class ListenerAttachment
 
     public int ParkedCalls => Volatile.Read(ref _parked);
 
+    /// <summary>The socket files its targets bound through us and that still exist, as the targets named them.</summary>
+    public IReadOnlyList<string> SocketFiles => Registry.FilePaths();
+
     internal bool TryReserveParking(int limit)
     {
         while (true)

@@ -17,7 +17,7 @@ namespace Unsock.Core.Engine;
 /// SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP rewards, and a swap waiting in ADDFD for its target does not hold up
 /// other programs' calls.
 /// </summary>
-public sealed unsafe class NotificationEngine : IDisposable
+public sealed unsafe partial class NotificationEngine : IDisposable
 {
     // poll, not epoll, for a few listeners: SYNC_WAKE_UP's "wake on this CPU" reaches a poll waiter, but
     // epoll's own wake-up of epoll_wait drops it. Beyond this many, poll's cost per call grows too much.

@@ -208,6 +208,12 @@ internal sealed class SocketRegistry
         file.RemoveIfStillOurs();
     }
 
+    /// <summary>The paths of the socket files registered and not yet removed (for status).</summary>
+    public string[] FilePaths()
+    {
+        lock (_gate) return _files.Values.Select(f => f.Path).Order(StringComparer.Ordinal).ToArray();
+    }
+
     /// <summary>Socket files registered and not yet removed.</summary>
     public int FileCount
     {
