@@ -113,7 +113,9 @@ internal sealed partial class Redirector
         try
         {
             var entry = _registry.Find(Sock.Inode(copy));
-            if (entry is null) return Outcome.Continue;
+            // Guarded, DecideOn carried the program's own sockets out already; the record went away meanwhile (the
+            // socket was closed): no CONTINUE, the kernel would look the fd number up again.
+            if (entry is null) return Guarded ? Outcome.Fail(Errors.EINTR) : Outcome.Continue;
             if (entry.Peer is not null) return fastOpen is null ? RestartedConnect(entry) : Outcome.Fail(Errors.EISCONN);
             // An accepted connection, or a listener: connected or listening TCP sockets say EISCONN.
             if (entry.AcceptedFromListener || entry.Local is null) return Outcome.Fail(Errors.EISCONN);
