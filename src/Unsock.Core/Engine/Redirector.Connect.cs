@@ -87,16 +87,20 @@ internal sealed partial class Redirector
             }
             if (_log.Enabled) _log.Decision(r.Pid, call, endpoint.ToString(), $"rule {rule.Index} -> {path}: connected");
             keepCopy = true;
-            var outcome = Swap(r, fd, unix, copy, nonBlocking, new ConvertedSocket(unixInode, Sock.AfUnix, ipv6) { Peer = peer, Local = local });
-            if (fastOpen is null || outcome.Kind != OutcomeKind.Succeed) return outcome;
-            // The new socket is in place; what the program asked to send goes out on it, as the SYN's data would.
-            long sent = Sock.Send(outcome.CloseAfterAnswer1, fastOpen.Data, Sock.MsgDontWait | Sock.MsgNoSignal | (fastOpen.Flags & ~Sock.MsgFastOpen & ~Sock.MsgDontWait));
-            return outcome with { Value = Math.Max(sent, 0) };
+            return Swap(r, fd, unix, copy, nonBlocking, new ConvertedSocket(unixInode, Sock.AfUnix, ipv6) { Peer = peer, Local = local },
+                fastOpen is null ? null : swapped => SendFastOpenData(swapped, fastOpen));
         }
         finally
         {
             if (!keepCopy) Sock.Close(copy);
         }
+    }
+
+    /// <summary>The new socket is in place; what the program asked to send goes out on it, as the SYN's data would.</summary>
+    private static Outcome SendFastOpenData(Outcome swapped, FastOpenSend fastOpen)
+    {
+        long sent = Sock.Send(swapped.CloseAfterAnswer1, fastOpen.Data, Sock.MsgDontWait | Sock.MsgNoSignal | (fastOpen.Flags & ~Sock.MsgFastOpen & ~Sock.MsgDontWait));
+        return swapped with { Value = Math.Max(sent, 0) };
     }
 
     private static bool IsSocketFile(string path) => global::Interop.FileSystem.Lstat(path, out var st) == 0 && st.IsSocket;
