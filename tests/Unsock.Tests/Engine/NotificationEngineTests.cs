@@ -69,9 +69,17 @@ public class NotificationEngineTests
         {
             if (meters.Meters.Contains(instrument.Meter)) l.EnableMeasurementEvents(instrument);
         };
+        // Every other long instrument: counters summed by their tag, observable ones at their last value.
+        var others = new Dictionary<string, long>();
         listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
         {
-            if (instrument.Name != "unsock.notifications") return;
+            if (instrument.Name != "unsock.notifications")
+            {
+                string key = instrument.Name;
+                foreach (var t in tags) key += $"|{t.Key}={t.Value}";
+                lock (others) others[key] = instrument.IsObservable ? value : others.GetValueOrDefault(key) + value;
+                return;
+            }
             string outcome = "", call = "";
             foreach (var t in tags)
             {
@@ -88,7 +96,9 @@ public class NotificationEngineTests
 
         using var engine = new NotificationEngine(Options.Create(new EngineOptions { NotificationThreads = 2 }), null, meters);
         engine.Start();
+        // A connect to a port nothing listens on is answered with ECONNREFUSED by us: counted as an error.
         var (fdA, pidA) = SpawnFiltered(PolicyFor(dir, "a"),
+            $"{Py} -c 'import socket; socket.socket().connect((\"127.0.0.1\", 9609))' 2>/dev/null; " +
             $"{Py} {NetProbe} never-accept 127.0.0.1 9600 & {Py} {EngineProbe} victim 127.0.0.1 9601 10 > {dir["a.out"]}; " +
             $"while [ ! -e {dir["detached"]} ]; do sleep 0.05; done; {Py} {EngineProbe} victim 127.0.0.1 9602 1 > {dir["a2.out"]} 2>&1; kill $!");
         var (fdB, pidB) = SpawnFiltered(PolicyFor(dir, "b"),
@@ -104,6 +114,16 @@ public class NotificationEngineTests
                 && new FileInfo(dir["a.out"]).Length > 0 && File.Exists(dir["b.out"]), TimeSpan.FromSeconds(60)), "both programs should be served");
             Assert.Equal(2, JsonDocument.Parse(File.ReadAllText(dir["a.out"])).RootElement.GetProperty("family").GetInt32());
             Assert.True(a.Counters.Redirected >= 11, $"a: {a.Counters.Redirected} redirected");
+            // The gauges, while both are attached and both programs run with their socket files bound.
+            listener.RecordObservableInstruments();
+            lock (others)
+            {
+                string seen = string.Join(", ", others.Select(kv => $"{kv.Key}: {kv.Value}"));
+                Assert.True(others.GetValueOrDefault("unsock.listeners") == 2, seen);
+                Assert.True(others.GetValueOrDefault("unsock.targets") == 2, seen);
+                Assert.True(others.GetValueOrDefault("unsock.socket_files") >= 2, seen);
+                Assert.True(others.ContainsKey("unsock.parked_calls"), seen);
+            }
 
             engine.Detach(a);
             Assert.True(Wait.Until(() => a.Completion.IsCompleted, TimeSpan.FromSeconds(10)), "a detached listener's completion did not come");
@@ -138,6 +158,14 @@ public class NotificationEngineTests
             Assert.True(counts.GetValueOrDefault("bind/redirected") >= 4, string.Join(", ", counts));
         }
         Assert.True(Interlocked.Read(ref latencies) >= 24, $"{latencies} latencies recorded");
+        lock (others)
+        {
+            string seen = string.Join(", ", others.Select(kv => $"{kv.Key}: {kv.Value}"));
+            Assert.True(others.GetValueOrDefault("unsock.redirects|destination=unix") >= 24, seen);
+            Assert.True(others.GetValueOrDefault("unsock.errors|error.type=ECONNREFUSED") >= 1, seen);
+            // Stopped: nothing attached, nothing parked.
+            Assert.True(others.GetValueOrDefault("unsock.listeners") == 0 && others.GetValueOrDefault("unsock.parked_calls") == 0, seen);
+        }
     }
 
     [Fact]
