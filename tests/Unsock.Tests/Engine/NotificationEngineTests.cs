@@ -302,6 +302,61 @@ public class NotificationEngineTests
         }
     }
 
+    /// <summary>
+    /// A bug of ours while handling a call (simulated: the attachment's policy taken away under the engine)
+    /// costs that call EIO and an error in the log; the only notification thread goes on serving.
+    /// </summary>
+    [Fact]
+    public void AnExceptionWhileHandlingACallAnswersEioAndTheThreadGoesOn()
+    {
+        using var dir = new TempDir();
+        var log = new ListLoggerFactory();
+        File.WriteAllText(dir["first.py"], """
+            import errno, socket
+            try:
+                socket.socket().connect(("127.0.0.1", 9641))
+                print("connected")
+            except OSError as e:
+                print(errno.errorcode[e.errno])
+            """);
+        File.WriteAllText(dir["second.py"], """
+            import socket
+            l = socket.socket(); l.bind(("127.0.0.1", 9642)); l.listen()
+            c = socket.socket(); c.connect(("127.0.0.1", 9642)); s, _ = l.accept()
+            c.sendall(b"served"); print(s.recv(6).decode())
+            """);
+        using var engine = new NotificationEngine(Options.Create(new EngineOptions { NotificationThreads = 1 }), log);
+        engine.Start();
+        var policy = PolicyFor(dir, "f");
+        var (fd, pid) = SpawnFiltered(policy,
+            $"while [ ! -e {dir["go"]} ]; do sleep 0.02; done; {Py} {dir["first.py"]} > {dir["first.out"]} 2>&1; " +
+            $"while [ ! -e {dir["go2"]} ]; do sleep 0.02; done; {Py} {dir["second.py"]} > {dir["second.out"]} 2>&1");
+        var a = engine.Attach(fd, policy, new TargetContext(pid));
+        var field = typeof(ListenerAttachment).GetField("<Policy>k__BackingField", System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic)!;
+        try
+        {
+            field.SetValue(a, null);
+            File.WriteAllText(dir["go"], "");
+            Assert.True(Wait.Until(() => File.Exists(dir["first.out"]) && File.ReadAllText(dir["first.out"]).Length > 0, TimeSpan.FromSeconds(60)), "the first call was not answered");
+            Assert.Equal("EIO", File.ReadAllText(dir["first.out"]).Trim());
+            lock (log.Lines) Assert.Contains(log.Lines, l => l.StartsWith("Error: pid ", StringComparison.Ordinal) && l.EndsWith("internal error, answered EIO", StringComparison.Ordinal));
+            field.SetValue(a, policy);
+            File.WriteAllText(dir["go2"], "");
+            Assert.Equal(0, Spawn.WaitForExit(pid));
+            // Served by the same thread after the fault, redirected: its bind and its connect.
+            Assert.Equal("served", File.ReadAllText(dir["second.out"]).Trim());
+            Assert.True(a.Counters.Redirected >= 2, $"{a.Counters.Redirected} redirected");
+        }
+        finally
+        {
+            field.SetValue(a, policy);
+            File.WriteAllText(dir["go"], "");
+            File.WriteAllText(dir["go2"], "");
+            Spawn.Kill(pid, 9);
+            Spawn.WaitForExit(pid);
+        }
+    }
+
     private static unsafe int DevNull()
     {
         fixed (byte* p = "/dev/null\0"u8) return Tmds.Linux.LibC.open(p, Tmds.Linux.LibC.O_RDONLY | Tmds.Linux.LibC.O_CLOEXEC, 0);
