@@ -56,6 +56,8 @@ internal static class EpollTransfer
         internal readonly Queue<Job> Waiting = new();
         internal bool Queued, Running, Stuck;
         internal int Hangs;
+        /// <summary>Our copies of old sockets left registered while this program held its epoll set: see <see cref="CloseOrKeep"/>.</summary>
+        internal readonly List<int> Kept = new();
         /// <summary>Why this attachment's registrations are no longer moved; null while they are.</summary>
         internal volatile string? GivenUp;
     }
@@ -74,6 +76,50 @@ internal static class EpollTransfer
                 return $"this program held its epoll set past {MoveTimeoutMs} ms {owner.Hangs} times; its sockets are no longer swapped";
             return owner.Stuck ? "a move for this program still waits for its epoll set; its sockets are not swapped meanwhile" : null;
         }
+    }
+
+    /// <summary>
+    /// Closes our copy of a swapped call's old socket once the call is over, unless its registrations were not
+    /// moved while this program holds (or held) its epoll set: then we may be its last holder, and the close would
+    /// wait for the held set (eventpoll_release). Such copies are kept until the attachment is gone (its programs
+    /// exited, their epoll sets with them): a few at most, as swaps are refused meanwhile.
+    /// </summary>
+    public static void CloseOrKeep(Job job, int oldCopy)
+    {
+        if (oldCopy < 0) return;
+        lock (Gate)
+        {
+            if (!job.Done && (job.Owner.Stuck || job.Owner.Hangs > 0))
+            {
+                job.Owner.Kept.Add(oldCopy);
+                return;
+            }
+        }
+        Native.Epoll.Close(oldCopy);
+    }
+
+    /// <summary>
+    /// The attachment is over: the copies kept for it are closed on a thread of their own (should a program outside
+    /// it still hold such a set, that thread waits, no other).
+    /// </summary>
+    public static void ReleaseKept(ListenerAttachment attachment)
+    {
+        if (!Owners.TryGetValue(attachment, out var owner)) return;
+        int[] kept;
+        lock (Gate)
+        {
+            kept = owner.Kept.ToArray();
+            owner.Kept.Clear();
+        }
+        if (kept.Length == 0) return;
+        new Thread(() => { foreach (int fd in kept) Native.Epoll.Close(fd); }, 64 * 1024) { IsBackground = true, Name = "unsock-close" }.Start();
+    }
+
+    /// <summary>Copies kept for <paramref name="attachment"/> (see <see cref="CloseOrKeep"/>).</summary>
+    internal static int KeptCount(ListenerAttachment attachment)
+    {
+        if (!Owners.TryGetValue(attachment, out var owner)) return 0;
+        lock (Gate) return owner.Kept.Count;
     }
 
     /// <summary>The move bookkeeping of <paramref name="attachment"/>.</summary>

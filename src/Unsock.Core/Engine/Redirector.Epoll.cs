@@ -66,7 +66,10 @@ internal sealed partial class Redirector
         private void AnswerSwap(Redirector handler)
         {
             _answered = true;
-            handler.Answer(this, _finish is null ? _swapped : _finish(_swapped));
+            var outcome = _finish is null ? _swapped : _finish(_swapped);
+            // The old socket is ours to close, or to keep while the program holds the set it is still registered in.
+            EpollTransfer.CloseOrKeep(_job, outcome.CloseAfterAnswer2);
+            handler.Answer(this, outcome with { CloseAfterAnswer2 = -1 });
         }
 
         public override void Release()
@@ -76,7 +79,7 @@ internal sealed partial class Redirector
                 // Interrupted or gone: no mover may copy our fds once they are closed (their numbers get reused).
                 EpollTransfer.Leave(_job, outOfTime: false);
                 Sock.Close(_swapped.CloseAfterAnswer1);
-                Sock.Close(_swapped.CloseAfterAnswer2);
+                EpollTransfer.CloseOrKeep(_job, _swapped.CloseAfterAnswer2);
             }
             Sock.Close(_job.WakeFd);
         }

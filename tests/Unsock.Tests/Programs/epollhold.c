@@ -2,8 +2,9 @@
  * copies an event into a page that faults into a userfaultfd nobody serves, so the kernel keeps the epoll's
  * mutex until the program lets go. Every epoll_ctl on that set (ours, moving its registrations) waits as long.
  * Binds 127.0.0.1:PORT, registers COUNT sockets with its epoll set, holds the set ("held"), connects them all
- * (each reported as "connect I: ok|error"), prints "attacker-done", and lets go once RELEASE exists.
- * usage: epollhold PORT COUNT RELEASE */
+ * (each reported as "connect I: ok|error"; one after the other, or all at once from COUNT threads with
+ * "together"), prints "attacker-done", and lets go once RELEASE exists.
+ * usage: epollhold PORT COUNT RELEASE [together] */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,6 +25,16 @@
 
 static int ep;
 static void *page;
+static int c[64];
+static struct sockaddr_in a;
+
+static void *connect_one(void *arg) {
+    int i = (int)(long)arg;
+    int r = connect(c[i], (struct sockaddr *)&a, sizeof a);
+    printf("connect %d: %s\n", i, r == 0 || errno == EINPROGRESS ? "ok" : strerror(errno));
+    fflush(stdout);
+    return NULL;
+}
 
 static void die(const char *what) { printf("error %s: %s\n", what, strerror(errno)); fflush(stdout); exit(2); }
 
@@ -34,10 +45,12 @@ static void *waiter(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) { fprintf(stderr, "usage: epollhold PORT COUNT RELEASE\n"); return 2; }
+    if (argc != 4 && argc != 5) { fprintf(stderr, "usage: epollhold PORT COUNT RELEASE [together]\n"); return 2; }
+    int together = argc == 5 && strcmp(argv[4], "together") == 0;
     int count = atoi(argv[2]);
     if (count < 1 || count > 64) { fprintf(stderr, "COUNT: 1..64\n"); return 2; }
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[1])) };
+    a.sin_family = AF_INET;
+    a.sin_port = htons(atoi(argv[1]));
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
     int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
     setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -45,7 +58,6 @@ int main(int argc, char **argv) {
     if (listen(l, 128) != 0) die("listen");
 
     ep = epoll_create1(0);
-    int c[64];
     for (int i = 0; i < count; i++) {
         c[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
         struct epoll_event ev = { .events = EPOLLOUT, .data.u64 = 0x7000 + i };
@@ -72,11 +84,12 @@ int main(int argc, char **argv) {
     printf("held\n");
     fflush(stdout);
 
+    pthread_t connectors[64];
     for (int i = 0; i < count; i++) {
-        int r = connect(c[i], (struct sockaddr *)&a, sizeof a);
-        printf("connect %d: %s\n", i, r == 0 || errno == EINPROGRESS ? "ok" : strerror(errno));
-        fflush(stdout);
+        if (together) pthread_create(&connectors[i], NULL, connect_one, (void *)(long)i);
+        else connect_one((void *)(long)i);
     }
+    if (together) for (int i = 0; i < count; i++) pthread_join(connectors[i], NULL);
     printf("attacker-done\n");
     fflush(stdout);
 
