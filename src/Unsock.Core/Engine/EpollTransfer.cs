@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using Native = global::Interop;
 
 namespace Unsock.Core.Engine;
@@ -10,11 +11,18 @@ namespace Unsock.Core.Engine;
 /// program that watches the old socket under that number gets the new socket under the same number, with the
 /// same events and data, and the old entry is dropped; the program's own EPOLL_CTL_MOD/DEL then find it.
 /// <para>
-/// epoll_ctl takes the file from the caller's fd table, so the work runs on one thread with a private table
-/// (close_range CLOSE_RANGE_UNSHARE) where the new socket can sit at the program's number. Everything that
-/// touches a program's epoll waits for that epoll's mutex, which a program can hold (epoll_wait copying into a
-/// page that faults slowly): so it all runs on that thread, never on a notification thread, and a caller waits
-/// for it a bounded time; a thread that hangs is given up and replaced, a few times at most.
+/// epoll_ctl takes the file from the caller's fd table, so the work runs on mover threads with a private
+/// table (close_range CLOSE_RANGE_UNSHARE) where the new socket can sit at the program's number. Everything
+/// that touches a program's epoll waits for that epoll's mutex, which a program can hold (epoll_wait copying
+/// into a page that faults slowly, a huge set): so a notification thread never waits for a move. The swapped
+/// call is parked on the poller until its move is done (a wake-up fd) or its time is up; then it is answered.
+/// </para>
+/// <para>
+/// Moves are per attachment (<see cref="Owner"/>): one at a time each, so a program that holds its epoll set
+/// stalls one mover at most. A move past its time is given up: its mover is left to finish alone and replaced,
+/// and its attachment moves nothing while it hangs; after <see cref="HangsBeforeGivingUp"/> hangs, nothing
+/// more for that attachment alone. Threads are bounded: <see cref="MaxMovers"/> working movers, at most
+/// <see cref="MaxStuckMovers"/> given-up ones (one per attachment at most) still waiting in a program's epoll.
 /// </para>
 /// </summary>
 internal static class EpollTransfer
@@ -26,72 +34,208 @@ internal static class EpollTransfer
     private const int MaxCachedTasks = 4096;
     // Bounds on what a program can make us read: fds scanned per task, bytes of one epoll's fdinfo.
     private const int MaxScannedFds = 4096, MaxFdinfoBytes = 16 << 20;
-    private const int WaitMs = 2000, MaxAbandonedThreads = 4;
+    public const int MoveTimeoutMs = 2000;
+    internal const int HangsBeforeGivingUp = 2, MaxMovers = 4, MaxStuckMovers = 32;
 
     private static readonly object CacheGate = new();
     private static readonly Dictionary<int, Scanned> EpollFdsOfTask = new();
 
     /// <summary>What a scan of one task's fds found: its epoll fds, among how many fds.</summary>
     private readonly record struct Scanned(int[] EpollFds, int FdCount, long Expires);
-    private static readonly object SubmitGate = new();
-    private static Mover? _mover;
-    private static int _abandoned;
+
+    // Movers and their work: owners with waiting moves, in turn.
+    private static readonly object Gate = new();
+    private static readonly Queue<Owner> Ready = new();
+    private static readonly ConditionalWeakTable<ListenerAttachment, Owner> Owners = new();
+    private static int _movers, _idleMovers, _stuckMovers;
     private static volatile string? _unavailable;
 
-    /// <summary>One swap's request and its result.</summary>
-    private sealed class Job(int tid, int fd, int oldCopy, int replacement, int[]? epollFds, int fdCount)
+    /// <summary>One attachment's moves: run one at a time; its hangs count for it alone.</summary>
+    internal sealed class Owner
     {
+        internal readonly Queue<Job> Waiting = new();
+        internal bool Queued, Running, Stuck;
+        internal int Hangs;
+        /// <summary>Our copies of old sockets left registered while this program held its epoll set: see <see cref="CloseOrKeep"/>.</summary>
+        internal readonly List<int> Kept = new();
+        /// <summary>Why this attachment's registrations are no longer moved; null while they are.</summary>
+        internal volatile string? GivenUp;
+    }
+
+    /// <summary>
+    /// Why no socket of this attachment may be swapped now, or null. While a move waits for a program's epoll set
+    /// (and for good once a program held it past the limit <see cref="HangsBeforeGivingUp"/> times), an old socket
+    /// that stays registered there would be closed by us as its last holder, and that close waits for the held
+    /// set (eventpoll_release takes its mutex): a notification thread would hang. So such swaps are refused.
+    /// </summary>
+    public static string? RefusesSwaps(Owner owner)
+    {
+        lock (Gate)
+        {
+            if (owner.Hangs >= HangsBeforeGivingUp)
+                return $"this program held its epoll set past {MoveTimeoutMs} ms {owner.Hangs} times; its sockets are no longer swapped";
+            return owner.Stuck ? "a move for this program still waits for its epoll set; its sockets are not swapped meanwhile" : null;
+        }
+    }
+
+    /// <summary>
+    /// Closes our copy of a swapped call's old socket once the call is over, unless its registrations were not
+    /// moved while this program holds (or held) its epoll set: then we may be its last holder, and the close would
+    /// wait for the held set (eventpoll_release). Such copies are kept until the attachment is gone (its programs
+    /// exited, their epoll sets with them): a few at most, as swaps are refused meanwhile.
+    /// </summary>
+    public static void CloseOrKeep(Job job, int oldCopy)
+    {
+        if (oldCopy < 0) return;
+        lock (Gate)
+        {
+            if (!job.Done && (job.Owner.Stuck || job.Owner.Hangs > 0))
+            {
+                job.Owner.Kept.Add(oldCopy);
+                return;
+            }
+        }
+        Native.Epoll.Close(oldCopy);
+    }
+
+    /// <summary>
+    /// The attachment is over: the copies kept for it are closed on a thread of their own (should a program outside
+    /// it still hold such a set, that thread waits, no other).
+    /// </summary>
+    public static void ReleaseKept(ListenerAttachment attachment)
+    {
+        if (!Owners.TryGetValue(attachment, out var owner)) return;
+        int[] kept;
+        lock (Gate)
+        {
+            kept = owner.Kept.ToArray();
+            owner.Kept.Clear();
+        }
+        if (kept.Length == 0) return;
+        new Thread(() => { foreach (int fd in kept) Native.Epoll.Close(fd); }, 64 * 1024) { IsBackground = true, Name = "unsock-close" }.Start();
+    }
+
+    /// <summary>Copies kept for <paramref name="attachment"/> (see <see cref="CloseOrKeep"/>).</summary>
+    internal static int KeptCount(ListenerAttachment attachment)
+    {
+        if (!Owners.TryGetValue(attachment, out var owner)) return 0;
+        lock (Gate) return owner.Kept.Count;
+    }
+
+    /// <summary>The move bookkeeping of <paramref name="attachment"/>.</summary>
+    public static Owner For(ListenerAttachment attachment) => Owners.GetValue(attachment, _ => new Owner());
+
+    /// <summary>One swap's move, and its result.</summary>
+    internal sealed class Job(Owner owner, int tid, int fd, int oldCopy, int replacement, int[]? epollFds, int fdCount, int wakeFd)
+    {
+        public Owner Owner { get; } = owner;
         public int FdCount { get; } = fdCount;
         public int Tid { get; } = tid;
         public int Fd { get; } = fd;
         public int OldCopy { get; } = oldCopy;
         public int Replacement { get; } = replacement;
         public int[]? EpollFds { get; } = epollFds;
-        public bool Abandoned, Done;
+        /// <summary>An eventfd of ours the mover writes to when the job is over (done, or skipped).</summary>
+        public int WakeFd { get; } = wakeFd;
+        // Under Gate: Started once a mover took it; Abandoned once its call no longer waits (our fds may be closed).
+        public bool Started, Abandoned, Done;
+        public string? Skipped;
         public List<string> Report { get; } = new();
     }
 
     /// <summary>
-    /// Called right after <paramref name="replacement"/> went in at <paramref name="fd"/> of task <paramref name="tid"/>
-    /// in place of <paramref name="oldCopy"/>'s socket (both fds ours, open until the call is answered). Returns
-    /// what was moved or went wrong, one line each, for the log; empty when the program watches nothing.
+    /// On the notification thread, right after <paramref name="replacement"/> went in at <paramref name="fd"/> of
+    /// task <paramref name="tid"/> in place of <paramref name="oldCopy"/>'s socket: null when there is nothing to
+    /// move (the common case of a program without epoll; <paramref name="note"/> may say why not), else a job
+    /// that a mover has taken on. Never waits for the program.
     /// </summary>
-    public static IReadOnlyList<string> AfterSwap(int tid, int fd, int oldCopy, int replacement)
+    public static Job? Start(Owner owner, int tid, int fd, int oldCopy, int replacement, out string? note)
     {
-        if (_unavailable is not null) return [];
+        note = null;
+        if (_unavailable is not null) return null;
+        if (owner.GivenUp is { } why) { note = why; return null; }
+        if (owner.Stuck) { note = "not checked: a move for this program still waits for its epoll set"; return null; }
         var known = CachedScan(tid);
         // stat of /proc/TID/fd counts the task's fds (6.2; 0 before, then only time limits the reuse).
         int fdCount = OpenFdCount(tid);
         if (known is { } k && k.FdCount != fdCount && k.FdCount <= SmallTable) known = null;
-        if (known is { EpollFds.Length: 0 }) return []; // the common case of a program without epoll: no hand-over
-        var job = new Job(tid, fd, oldCopy, replacement, known?.EpollFds, fdCount);
-        long deadline = Environment.TickCount64 + WaitMs;
-        if (!Monitor.TryEnter(SubmitGate, WaitMs)) return [$"busy for over {WaitMs} ms, registrations not checked"];
-        try
+        if (known is { EpollFds.Length: 0 }) return null;
+        int wake = Native.Epoll.CreateEventFd();
+        if (wake < 0) { note = $"not checked: eventfd: {Errors.Name(-wake)}"; return null; }
+        var job = new Job(owner, tid, fd, oldCopy, replacement, known?.EpollFds, fdCount, wake);
+        lock (Gate)
         {
-            if (_unavailable is not null) return [];
-            _mover ??= new Mover();
-            _mover.Post(job);
-            lock (job)
+            owner.Waiting.Enqueue(job);
+            if (!owner.Queued && !owner.Running)
             {
-                while (!job.Done)
-                {
-                    long left = deadline - Environment.TickCount64;
-                    if (left <= 0 || !Monitor.Wait(job, (int)left)) break;
-                }
-                if (job.Done) return job.Report;
-                job.Abandoned = true; // from now on the mover must not touch our fds
+                owner.Queued = true;
+                Ready.Enqueue(owner);
+                Monitor.Pulse(Gate);
             }
-            // The mover hangs in the program's epoll: give it up, and after a few, give up moving registrations.
-            _mover = null;
-            if (++_abandoned >= MaxAbandonedThreads) _unavailable = "epoll registrations are no longer moved: programs held their epoll sets too long";
-            return [$"gave up after {WaitMs} ms (the program holds its epoll set); its registrations may still watch the old socket"];
+            if (_idleMovers == 0 && _movers < MaxMovers) StartMover();
         }
-        finally { Monitor.Exit(SubmitGate); }
+        return job;
     }
 
-    /// <summary>Why moving registrations is off, once it is; null while it works.</summary>
+    /// <summary>
+    /// The job's call stops waiting for it (interrupted, or out of time). A job that a mover still works on past
+    /// its time hangs in the program's epoll: its attachment is marked, its mover given up and replaced.
+    /// Returns a line for the log when the job was not done.
+    /// </summary>
+    public static string? Leave(Job job, bool outOfTime)
+    {
+        lock (Gate)
+        {
+            if (job.Done || job.Abandoned) return null;
+            job.Abandoned = true; // from now on no mover touches our fds
+            if (!job.Started) return outOfTime ? $"not moved: no mover was free within {MoveTimeoutMs} ms" : null;
+            // Interrupted by a signal: the mover finishes on its own copies of the sockets, uncounted.
+            if (!outOfTime) return "the call was interrupted while its registrations were being moved";
+            var owner = job.Owner;
+            owner.Stuck = true;
+            if (++owner.Hangs >= HangsBeforeGivingUp)
+                owner.GivenUp = $"not moved: this program held its epoll set past {MoveTimeoutMs} ms {owner.Hangs} times, its registrations are no longer moved";
+            // Its mover stays stuck in the program's epoll until the program lets go: counted apart, replaced.
+            _movers--;
+            _stuckMovers++;
+            if (Ready.Count > 0 && _idleMovers == 0) StartMover();
+            // The program's other waiting moves would only wait their time out: over now, unmoved.
+            foreach (var waiting in owner.Waiting) Skip(waiting, "not moved: a move for this program still waits for its epoll set");
+            owner.Waiting.Clear();
+            return $"gave up after {MoveTimeoutMs} ms (the program holds its epoll set); its registrations may still watch the old socket";
+        }
+    }
+
+    /// <summary>True once the job is over (done, or skipped), with what it did for the log.</summary>
+    public static bool IsOver(Job job, out IReadOnlyList<string> report)
+    {
+        lock (Gate)
+        {
+            report = job.Skipped is { } why ? [why] : job.Report;
+            return job.Done || job.Skipped is not null;
+        }
+    }
+
+    /// <summary>Why moving registrations is off for everyone (the kernel cannot do it), once it is; null while it works.</summary>
     public static string? Unavailable => _unavailable;
+
+    /// <summary>Given-up movers still waiting in a program's epoll.</summary>
+    internal static int StuckMovers { get { lock (Gate) return _stuckMovers; } }
+
+    private static void Skip(Job job, string why)
+    {
+        job.Skipped = why;
+        job.Abandoned = true;
+        Native.Epoll.Signal(job.WakeFd);
+    }
+
+    private static void StartMover()
+    {
+        // Past the bound on stuck movers, no new ones: waiting moves then time out unmoved, their calls answered.
+        if (_movers + _stuckMovers >= MaxMovers + MaxStuckMovers) return;
+        _movers++;
+        new Thread(RunMover, 256 * 1024) { IsBackground = true, Name = "unsock-epoll" }.Start();
+    }
 
     private static Scanned? CachedScan(int tid)
     {
@@ -116,67 +260,100 @@ internal static class EpollTransfer
         }
     }
 
-    /// <summary>The thread with the private fd table that does the work, one job at a time.</summary>
-    private sealed class Mover
+    /// <summary>A mover: a thread with a private fd table, taking one attachment's next move at a time.</summary>
+    private static void RunMover()
     {
-        private readonly object _gate = new();
-        private Job? _next;
-
-        public Mover()
+        int err = Native.Epoll.UnshareFdTable();
+        int self = err == 0 ? Native.Pidfd.Open(Environment.ProcessId, 0) : err;
+        int ownTid = Native.Epoll.ThreadId();
+        while (true)
         {
-            new Thread(Run, 256 * 1024) { IsBackground = true, Name = "unsock-epoll" }.Start();
-        }
-
-        public void Post(Job job)
-        {
-            lock (_gate)
+            Job job;
+            lock (Gate)
             {
-                _next = job;
-                Monitor.Pulse(_gate);
+                _idleMovers++;
+                while (!TryTakeJob(out job!)) Monitor.Wait(Gate);
+                _idleMovers--;
             }
-        }
-
-        private void Run()
-        {
-            int err = Native.Epoll.UnshareFdTable();
-            int self = err == 0 ? Native.Pidfd.Open(Environment.ProcessId, 0) : err;
-            int ownTid = Native.Epoll.ThreadId();
-            while (true)
+            int wake = -1;
+            bool stuck;
+            try
             {
-                Job job;
-                lock (_gate)
+                if (err != 0 || self < 0)
                 {
-                    while (_next is null) Monitor.Wait(_gate);
-                    job = _next;
-                    _next = null;
+                    _unavailable = $"epoll registrations cannot be moved: a private fd table needs close_range CLOSE_RANGE_UNSHARE (5.9): {Errors.Name(-Math.Min(err, self))}";
+                    job.Report.Add(_unavailable);
                 }
-                try
+                else Move(job, ref self, ownTid);
+            }
+            catch (Exception e)
+            {
+                job.Report.Add($"internal error: {e.Message}");
+            }
+            finally
+            {
+                lock (Gate)
                 {
-                    if (err != 0 || self < 0)
+                    var owner = job.Owner;
+                    // Our copy of the job's wake-up fd, taken only now, while its call still waits (the fd is open
+                    // then): taken earlier, it could sit at the program's number, which Transfer reuses in our table.
+                    if (!job.Abandoned && self >= 0) wake = Native.Pidfd.GetFd(self, job.WakeFd);
+                    stuck = job.Abandoned && job.Started && owner.Stuck;
+                    job.Done = !job.Abandoned;
+                    owner.Running = false;
+                    if (stuck)
                     {
-                        _unavailable = $"epoll registrations cannot be moved: a private fd table needs close_range CLOSE_RANGE_UNSHARE (5.9): {Errors.Name(-Math.Min(err, self))}";
-                        job.Report.Add(_unavailable);
+                        // Given up meanwhile and replaced: the program let go at last; this mover ends.
+                        owner.Stuck = false;
+                        _stuckMovers--;
                     }
-                    else Move(job, ref self, ownTid);
+                    if (owner.Waiting.Count > 0 && !owner.Queued)
+                    {
+                        owner.Queued = true;
+                        Ready.Enqueue(owner);
+                        Monitor.Pulse(Gate);
+                    }
                 }
-                catch (Exception e)
+                if (wake >= 0)
                 {
-                    job.Report.Add($"internal error: {e.Message}");
-                }
-                lock (job)
-                {
-                    job.Done = true;
-                    Monitor.Pulse(job);
-                    if (job.Abandoned) return; // a fresh mover has taken over
+                    Native.Epoll.Signal(wake);
+                    Native.Epoll.Close(wake);
                 }
             }
+            if (stuck)
+            {
+                if (self >= 0) Native.Epoll.Close(self);
+                return;
+            }
         }
+    }
+
+    /// <summary>The next move of the next attachment in turn whose moves are not running (under Gate).</summary>
+    private static bool TryTakeJob(out Job job)
+    {
+        job = null!;
+        while (Ready.TryDequeue(out var owner))
+        {
+            owner.Queued = false;
+            if (owner.Running || owner.Stuck) continue; // it is queued again when its running move ends
+            while (owner.Waiting.TryDequeue(out var next))
+            {
+                if (next.Abandoned) continue;
+                next.Started = true;
+                owner.Running = true;
+                job = next;
+                if (owner.Waiting.Count > 0) { owner.Queued = true; Ready.Enqueue(owner); }
+                return true;
+            }
+        }
+        return false;
     }
 
     private static void Move(Job job, ref int self, int ownTid)
     {
         int oldSocket, newSocket;
-        lock (job)
+        // Our own copies in this thread's table, taken while the call still waits (its fds are open then).
+        lock (Gate)
         {
             if (job.Abandoned) return;
             oldSocket = Native.Pidfd.GetFd(self, job.OldCopy);
@@ -270,10 +447,17 @@ internal static class EpollTransfer
                     scanned++;
                     int r = Watches(job, fd, oldSocket, ownTid);
                     if (r == -Errors.EINVAL || r == -Errors.EBADF) continue; // not an epoll, or closed meanwhile
-                    if (r == -Errors.ENOSYS || r == -Errors.EPERM)
+                    if (r == -Errors.ENOSYS)
                     {
                         _unavailable = $"epoll registrations cannot be moved: kcmp answered {Errors.Name(-r)}";
                         job.Report.Add(_unavailable);
+                        return null;
+                    }
+                    if (r == -Errors.EPERM)
+                    {
+                        // This program denies us kcmp (not dumpable, for a supervisor without CAP_SYS_PTRACE): its moves alone stop.
+                        job.Owner.GivenUp = $"not moved: kcmp on this program answered {Errors.Name(-r)}";
+                        job.Report.Add(job.Owner.GivenUp);
                         return null;
                     }
                     epollFds.Add(fd);

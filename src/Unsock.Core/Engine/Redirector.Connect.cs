@@ -88,16 +88,20 @@ internal sealed partial class Redirector
             }
             if (_log.Enabled) _log.Decision(r.Pid, call, endpoint.ToString(), $"rule {rule.Index} -> {path}: connected");
             keepCopy = true;
-            var outcome = Swap(r, fd, unix, copy, nonBlocking, new ConvertedSocket(unixInode, Sock.AfUnix, ipv6) { Peer = peer, Local = local });
-            if (fastOpen is null || outcome.Kind != OutcomeKind.Succeed) return outcome;
-            // The new socket is in place; what the program asked to send goes out on it, as the SYN's data would.
-            long sent = Sock.Send(outcome.CloseAfterAnswer1, fastOpen.Data, Sock.MsgDontWait | Sock.MsgNoSignal | (fastOpen.Flags & ~Sock.MsgFastOpen & ~Sock.MsgDontWait));
-            return outcome with { Value = Math.Max(sent, 0) };
+            return Swap(r, fd, unix, copy, nonBlocking, new ConvertedSocket(unixInode, Sock.AfUnix, ipv6) { Peer = peer, Local = local },
+                fastOpen is null ? null : swapped => SendFastOpenData(swapped, fastOpen));
         }
         finally
         {
             if (!keepCopy) Sock.Close(copy);
         }
+    }
+
+    /// <summary>The new socket is in place; what the program asked to send goes out on it, as the SYN's data would.</summary>
+    private static Outcome SendFastOpenData(Outcome swapped, FastOpenSend fastOpen)
+    {
+        long sent = Sock.Send(swapped.CloseAfterAnswer1, fastOpen.Data, Sock.MsgDontWait | Sock.MsgNoSignal | (fastOpen.Flags & ~Sock.MsgFastOpen & ~Sock.MsgDontWait));
+        return swapped with { Value = Math.Max(sent, 0) };
     }
 
     private static bool IsSocketFile(string path) => global::Interop.FileSystem.Lstat(path, out var st) == 0 && st.IsSocket;
@@ -114,7 +118,11 @@ internal sealed partial class Redirector
         try
         {
             var entry = _registry.Find(Sock.Inode(copy));
-            if (entry is null || entry.UnixName is not null) return Outcome.Continue;
+            // Guarded, DecideOn carried the program's own sockets out already; the record went away meanwhile (the
+            // socket was closed): no CONTINUE, the kernel would look the fd number up again.
+            if (entry is null) return Guarded ? Outcome.Fail(Errors.EINTR) : Outcome.Continue;
+            // A fromUnix socket (the program's own AF_UNIX one): only unguarded policies get here with it.
+            if (entry.UnixName is not null) return Outcome.Continue;
             if (entry.Peer is not null) return fastOpen is null ? RestartedConnect(entry) : Outcome.Fail(Errors.EISCONN);
             // An accepted connection, or a listener: connected or listening TCP sockets say EISCONN.
             if (entry.AcceptedFromListener || entry.Local is null) return Outcome.Fail(Errors.EISCONN);

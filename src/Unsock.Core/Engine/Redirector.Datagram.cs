@@ -165,12 +165,20 @@ internal sealed partial class Redirector
     /// <paramref name="copy"/> and <paramref name="unix"/> on failure; on success <paramref name="unix"/> stays
     /// open for the caller (sends go out on it) and <paramref name="copy"/> is closed.
     /// </summary>
-    private Outcome SwapDatagram(in SyscallRequest r, ref int copy, ref int unix, SocketFacts facts, ConvertedSocket entry, string name)
+    /// <param name="finish">Given: what the call's answer becomes once the swap is complete; <paramref name="unix"/> is
+    /// then consumed too, and the outcome returned as it is.</param>
+    private Outcome SwapDatagram(in SyscallRequest r, ref int copy, ref int unix, SocketFacts facts, ConvertedSocket entry, string name,
+        Func<Outcome, Outcome>? finish = null)
     {
         // Recorded first: a peer may answer (and we report its sender) before this call's answer is out.
         Peers.Add(name, entry.Local!.Value, entry);
-        var outcome = Swap(r, (int)r.A0, unix, copy, facts.NonBlocking, entry);
+        var outcome = Swap(r, (int)r.A0, unix, copy, facts.NonBlocking, entry, finish);
         copy = -1;
+        if (finish is not null)
+        {
+            unix = -1;
+            return outcome;
+        }
         if (outcome.Kind != OutcomeKind.Succeed)
         {
             unix = -1;
@@ -350,7 +358,9 @@ internal sealed partial class Redirector
                 err = Errors.EINVAL;
             var address = header.Name == 0 || err != 0 ? default : sa[..header.NameLength];
             if (err == 0 && !address.IsEmpty && TargetProcess.ReadMemory(r.Pid, header.Name, address) != 0) err = Errors.EFAULT;
-            Outcome? one = err != 0 ? Outcome.Fail(err) : SendMessage(r, ref socket, address, header.Payload, flags, mustCarryOut: true);
+            Outcome? one = err != 0 ? Outcome.Fail(err) : SendMessage(r, ref socket, address, header.Payload, flags, mustCarryOut: true, firstOfCall: i == 0);
+            // The first message swapped the socket: that carried out the whole call anew (SendOnSwappedSocket).
+            if (one is { } whole && (whole.Kind == OutcomeKind.Parked || whole.CloseAfterAnswer1 >= 0)) return whole;
             if (one is null) return sent == 0 ? null : Outcome.Succeed(sent);
             if (one.Value.Kind != OutcomeKind.Succeed) return sent == 0 ? one : Outcome.Succeed(sent);
             BinaryPrimitives.WriteUInt32LittleEndian(length, (uint)one.Value.Value);
@@ -366,7 +376,10 @@ internal sealed partial class Redirector
     /// <paramref name="mustCarryOut"/> false, a send the kernel may do as made is answered CONTINUE: an IPv4/IPv6
     /// destination that no rule redirects when nothing can be refused, and sends of our own sockets without an address.
     /// </summary>
-    private Outcome? SendMessage(in SyscallRequest r, ref SendingSocket socket, ReadOnlySpan<byte> sa, in Payload payload, int flags, bool mustCarryOut)
+    /// <param name="firstOfCall">False for a later message of a sendmmsg: one that needs the socket swapped ends the batch
+    /// there (the program sends the rest again, and that call swaps), since the swap carries out its call anew.</param>
+    private Outcome? SendMessage(in SyscallRequest r, ref SendingSocket socket, ReadOnlySpan<byte> sa, in Payload payload, int flags, bool mustCarryOut,
+        bool firstOfCall = true)
     {
         string call = Syscalls.Name(r.Nr);
         bool ours = socket.Entry is not null;
@@ -396,11 +409,7 @@ internal sealed partial class Redirector
                         if (err != 0) return Outcome.Fail(err);
                     }
                     destination = unixSa[..size];
-                    if (!ours)
-                    {
-                        var swapped = SwapForSend(r, ref socket, to, call, route.Path ?? route.Name!);
-                        if (swapped is not null) return swapped;
-                    }
+                    if (!ours) return firstOfCall ? SwapForSend(r, ref socket, to, call, route.Path ?? route.Name!) : Outcome.Fail(Errors.EAGAIN);
                     if (route.Path is not null && DatagramPeers.NameKey(destination) is { } key)
                         StateOf(socket.Entry!).Sent(key, to.InFamily(socket.Entry!.IPv6));
                 }
@@ -423,8 +432,13 @@ internal sealed partial class Redirector
         }
     }
 
-    /// <summary>The first send of a UDP socket to a redirected address: an autobound AF_UNIX datagram socket takes its place. Null on success.</summary>
-    private Outcome? SwapForSend(in SyscallRequest r, ref SendingSocket socket, InetEndpoint to, string call, string where)
+    /// <summary>
+    /// The first send of a UDP socket to a redirected address: an autobound AF_UNIX datagram socket takes its place,
+    /// and the call is then carried out anew as one of our socket's (<see cref="SendOnSwappedSocket"/>), once the
+    /// swap is complete (its epoll registrations may be moved first, on the poller). Consumes the copy in
+    /// <paramref name="socket"/>.
+    /// </summary>
+    private Outcome SwapForSend(in SyscallRequest r, ref SendingSocket socket, InetEndpoint to, string call, string where)
     {
         bool ipv6 = socket.Facts.Domain == Sock.AfInet6;
         int err = NewAutoboundDatagram(socket.Copy, out int unix, out string name);
@@ -432,16 +446,29 @@ internal sealed partial class Redirector
         // Already connected elsewhere (IP): the new socket is not; its peer is gone with the old socket.
         var entry = DatagramEntry(unix, ipv6, peer: null);
         if (to.Address.IsIPv4MappedToIPv6 && ipv6) entry.Local = new InetEndpoint(Loopback(true, true), entry.Local!.Value.Port);
-        int copy = socket.Copy;
-        var outcome = SwapDatagram(r, ref copy, ref unix, socket.Facts, entry, name);
-        socket.Copy = copy;
-        if (outcome.Kind != OutcomeKind.Succeed) return outcome;
         // A later bind must see a bound socket (EINVAL), as after UDP's autobind.
         entry.Answered = true;
-        socket.Unix = unix;
-        socket.Entry = entry;
         if (_log.Enabled) _log.Decision(r.Pid, call, to.ToString(), $"-> {where}: datagram socket swapped in, sending from {entry.Local}");
-        return null;
+        int copy = socket.Copy;
+        var request = r;
+        var outcome = SwapDatagram(r, ref copy, ref unix, socket.Facts, entry, name, swapped => SendOnSwappedSocket(request, swapped));
+        socket.Copy = copy; // consumed by the swap
+        return outcome;
+    }
+
+    /// <summary>
+    /// The send that made the swap, carried out on the swapped-in socket as any later send of it is (the program's
+    /// buffers and address read again, decided again); the answer also closes what the swap's answer closes.
+    /// </summary>
+    private Outcome SendOnSwappedSocket(SyscallRequest r, Outcome swapped)
+    {
+        var sent = DatagramSend(r);
+        return sent with
+        {
+            Swapped = sent.Kind == OutcomeKind.Succeed ? swapped.Swapped : null,
+            CloseAfterAnswer1 = swapped.CloseAfterAnswer1,
+            CloseAfterAnswer2 = swapped.CloseAfterAnswer2,
+        };
     }
 
     /// <summary>

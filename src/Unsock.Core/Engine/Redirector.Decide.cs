@@ -35,10 +35,13 @@ internal sealed partial class Redirector
         // addrlen is an int register, never read again from memory: a length the kernel refuses (or 0, no
         // address at all) cannot lead anywhere whatever the memory holds, so the kernel may answer it.
         int length = (int)(uint)r.A2;
-        if (length <= 0 || length > MaxSockAddrSize) return Outcome.Continue;
+        bool guarded = Guarded;
+        if (length < 0 || length > MaxSockAddrSize) return guarded ? BadAddressLength(r, direction) : Outcome.Continue;
+        // No address: nothing to flip, but the fd can still be swapped under a CONTINUE; guarded, we carry it out.
+        if (length == 0 && !guarded) return Outcome.Continue;
         Span<byte> sa = stackalloc byte[MaxSockAddrSize];
         sa = sa[..length];
-        if (TargetProcess.ReadMemory(r.Pid, r.A1, sa) != 0) return UnreadableAddress(r, direction);
+        if (length > 0 && TargetProcess.ReadMemory(r.Pid, r.A1, sa) != 0) return UnreadableAddress(r, direction);
         if (_policy.HasUnixMatches && DecideFromUnix(r, direction, sa) is { } fromUnix) return fromUnix;
         return DecideOn(r, direction, sa, fastOpen: null, out copy, out endpoint, out facts, out rule);
     }
@@ -76,14 +79,20 @@ internal sealed partial class Redirector
         if (err == Errors.ENOTSOCK || err == Errors.ENOPROTOOPT) return Closing(copy, Outcome.Fail(Errors.ENOTSOCK));
         if (err != 0) return Closing(copy, Outcome.Fail(err));
         // A socket that is not AF_INET/AF_INET6 (the program's own AF_UNIX, netlink..., or one we swapped in)
-        // never makes a TCP/IP connection, whatever the address says: the caller decides on the socket alone.
+        // never makes a TCP/IP connection, whatever the address says. Unguarded, the caller decides on the socket
+        // alone (CONTINUE for the program's own). Guarded, a CONTINUE would let the kernel look the fd number up
+        // again, after a second thread dup2()ed a TCP socket onto it: the call is carried out on our copy instead,
+        // except on sockets of ours that the callers finish themselves (restarts, connects of sockets bound through us).
         if (facts.Domain is not (Sock.AfInet or Sock.AfInet6))
         {
             // A connect on a datagram socket we swapped in (UDP may connect again, or elsewhere): Redirector.Datagram.cs.
             if (facts.Type == Sock.SockDgram && direction == RuleDirection.Connect && fastOpen is null &&
                 ConnectConvertedDatagram(r, copy, sa, decoded ? endpoint : null) is { } converted)
                 return converted;
-            return null;
+            if (!guarded) return null;
+            var entry = _registry.Find(Sock.Inode(copy));
+            bool callerFinishes = entry is not null && entry.UnixName is null && (direction == RuleDirection.Connect || entry.Local is not null);
+            return callerFinishes ? null : CarryOutOnOwnSocket(r, direction, copy, sa, facts, fastOpen);
         }
         string call = Syscalls.Name(r.Nr);
 
@@ -138,6 +147,7 @@ internal sealed partial class Redirector
     private bool KernelReadsAs(int domain, RuleDirection direction, ReadOnlySpan<byte> sa, ref InetEndpoint endpoint, ref bool decoded,
         ref PolicyRule? tcpRule, ref PolicyRule? udpRule)
     {
+        if (sa.Length < 2) return false; // no family at all: the kernel refuses it (EINVAL)
         ushort family = BinaryPrimitives.ReadUInt16LittleEndian(sa);
         if (domain == Sock.AfInet6) return decoded && endpoint.IsIPv6; // tcp_v6_connect/inet6_bind: EINVAL or EAFNOSUPPORT
         if (decoded && !endpoint.IsIPv6) return true;
@@ -152,6 +162,20 @@ internal sealed partial class Redirector
             return true;
         }
         return false;
+    }
+
+    /// <summary>
+    /// An address length the kernel refuses, whatever the fd is now: answered here (a CONTINUE would be
+    /// harmless, but none is given under a guarded policy). connect checks the length before the socket
+    /// (EBADF, EINVAL), bind after it (EBADF, ENOTSOCK, EINVAL).
+    /// </summary>
+    private Outcome BadAddressLength(in SyscallRequest r, RuleDirection direction)
+    {
+        int err = _target.CopyFd(r.Pid, (int)r.A0, out int copy);
+        if (err != 0) return Outcome.Fail(err);
+        bool socket = Sock.GetInt(copy, Sock.SolSocket, Sock.SoType, out _) == 0;
+        Sock.Close(copy);
+        return Outcome.Fail(socket || direction == RuleDirection.Connect ? Errors.EINVAL : Errors.ENOTSOCK);
     }
 
     /// <summary>True when a TCP socket can still take its first bind (no port yet) or connect (closed state).</summary>

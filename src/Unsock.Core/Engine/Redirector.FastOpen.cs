@@ -28,10 +28,12 @@ internal sealed partial class Redirector
         int err = _target.CopyFd(r.Pid, (int)r.A0, out int probe);
         if (err != 0) return Outcome.Fail(err);
         err = ReadFacts(probe, out var facts);
+        if (err != 0) return Closing(probe, Outcome.Fail(err is Errors.ENOTSOCK or Errors.ENOPROTOOPT ? Errors.ENOTSOCK : err));
+        // Only a TCP socket connects on a send; no address makes another socket one. Guarded, no CONTINUE: the
+        // kernel would look the fd number up again, perhaps after a TCP socket was dup2()ed onto it.
+        if (facts.Domain is not (Sock.AfInet or Sock.AfInet6) || facts.Type != Sock.SockStream)
+            return Closing(probe, Guarded && (r.Nr != Syscalls.SendTo || r.A4 != 0) ? FastOpenOnOtherSocket(r, probe, facts) : Outcome.Continue);
         Sock.Close(probe);
-        if (err != 0) return Outcome.Fail(err is Errors.ENOTSOCK or Errors.ENOPROTOOPT ? Errors.ENOTSOCK : err);
-        // Only a TCP socket connects on a send; no address makes another socket one.
-        if (facts.Domain is not (Sock.AfInet or Sock.AfInet6) || facts.Type != Sock.SockStream) return Outcome.Continue;
         string call = Syscalls.Name(r.Nr);
         if (r.Nr == Syscalls.SendMmsg)
         {

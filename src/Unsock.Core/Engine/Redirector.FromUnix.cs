@@ -204,9 +204,10 @@ internal sealed partial class Redirector
             err = identity.Errno != 0 ? Errors.EACCES : ConnectNonBlocking(copy, sockaddr, facts.FileFlags);
         if (err == Errors.EAGAIN && !facts.NonBlocking && facts.Type != Sock.SockDgram)
         {
-            var call = new UnixConnectWhenRoom(_attachment, r, copy, sockaddr, dirFd, reported, DeadlineOf(copy, Sock.SoSndTimeo))
+            var attempt = new UnixAttempt(RuleDirection.Connect, sockaddr, dirFd, 0, facts.FileFlags);
+            var call = new UnixConnectWhenRoom(_attachment, r, copy, attempt, DeadlineOf(copy, Sock.SoSndTimeo), subject)
             {
-                Subject = subject, Target = target, RuleIndex = rule.Index,
+                ReportedPeer = reported, Destination = $"rule {rule.Index} -> {target}",
             };
             return Park(call, Errors.EAGAIN);
         }
@@ -222,61 +223,5 @@ internal sealed partial class Redirector
         if (peer != entry.UnixNameIsPeer) return Outcome.Continue;
         int err = WriteSockAddr(r.Pid, r.A1, r.A2, entry.UnixName);
         return err == 0 ? Outcome.Succeed() : Outcome.Fail(err);
-    }
-
-    /// <summary>A blocking connect of a program's AF_UNIX socket into a full backlog, retried on the poller.</summary>
-    private sealed class UnixConnectWhenRoom : ParkedCall
-    {
-        private const int FirstRetryMs = 2, LastRetryMs = 100;
-        private readonly int _copy, _dirFd;
-        private readonly byte[] _sockaddr, _reported;
-        private int _retryMs = FirstRetryMs;
-
-        public UnixConnectWhenRoom(ListenerAttachment attachment, SyscallRequest request, int copy, byte[] sockaddr, int dirFd, byte[] reported, long deadline)
-            : base(attachment, request)
-        {
-            _copy = copy;
-            _sockaddr = sockaddr;
-            _dirFd = dirFd;
-            _reported = reported;
-            Deadline = deadline;
-            RetryLater();
-        }
-
-        public required string Subject, Target;
-        public required int RuleIndex;
-
-        private void RetryLater()
-        {
-            RetryAt = Environment.TickCount64 + _retryMs;
-            _retryMs = Math.Min(_retryMs * 2, LastRetryMs);
-        }
-
-        public override bool Resume(Redirector handler)
-        {
-            var r = Request;
-            int err;
-            if (Sock.GetFileFlags(_copy, out int flags) != 0) flags = 0;
-            using (var identity = TargetIdentity.Assume(handler._target, r.Pid))
-                err = identity.Errno != 0 ? Errors.EACCES : ConnectNonBlocking(_copy, _sockaddr, flags);
-            if (err == Errors.EAGAIN)
-            {
-                RetryLater();
-                return false;
-            }
-            if (err == 0) handler._registry.Add(new ConvertedSocket(Sock.Inode(_copy), Sock.AfUnix, false) { UnixName = _reported, UnixNameIsPeer = true });
-            handler._log.Decision(r.Pid, "connect", Subject, $"rule {RuleIndex} -> {Target}: {(err == 0 ? "connected" : Errors.Name(err))} after waiting for room");
-            handler.Answer(this, err == 0 ? Outcome.Succeed() : Outcome.Fail(err));
-            return true;
-        }
-
-        // A Unix socket's blocking connect past SO_SNDTIMEO says EAGAIN, and the program knows it has one.
-        public override void TimedOut(Redirector handler) => handler.Answer(this, Outcome.Fail(Errors.EAGAIN));
-
-        public override void Release()
-        {
-            Sock.Close(_copy);
-            Sock.Close(_dirFd);
-        }
     }
 }

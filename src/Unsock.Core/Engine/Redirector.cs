@@ -145,22 +145,26 @@ internal sealed partial class Redirector : IDisposable
     /// flags such as O_NONBLOCK and O_ASYNC, the F_SETOWN owner, the F_SETSIG signal) and FD_CLOEXEC, and
     /// records it. Consumes both fds (closed once the answer is out).
     /// </summary>
-    private Outcome Swap(in SyscallRequest r, int targetFd, int replacement, int oldCopy, bool nonBlocking, ConvertedSocket entry)
+    /// <param name="finish">Applied to the successful outcome right before it is answered (after the epoll move).</param>
+    private Outcome Swap(in SyscallRequest r, int targetFd, int replacement, int oldCopy, bool nonBlocking, ConvertedSocket entry,
+        Func<Outcome, Outcome>? finish = null)
     {
         // The program may have closed the fd and opened another file at its number while we worked (Java
         // closes a socket to cancel its connect): never replace a file other than the one we looked at.
         int err = StillSameFile(r.Pid, targetFd, oldCopy);
         if (err == 0) err = CarryOverFileState(r.Pid, oldCopy, replacement, nonBlocking);
-        if (err == 0)
+        if (err == 0 && EpollTransfer.RefusesSwaps(EpollTransfer.For(_attachment)) is { } refused)
+        {
+            // A connect fails as one that timed out, a bind as one short of resources: both handled by TCP programs.
+            err = r.Nr == Syscalls.Bind ? Errors.ENOBUFS : Errors.ETIMEDOUT;
+            _log.Decision(r.Pid, Syscalls.Name(r.Nr), $"fd {targetFd}", $"{Errors.Name(err)}: {refused}");
+        }
+        else if (err == 0)
         {
             bool cloexec = _target.IsCloseOnExec(r.Pid, targetFd);
             _registry.Add(entry);
             err = _listener.ReplaceFd(r.Id, replacement, targetFd, cloexec);
-            if (err == 0)
-            {
-                MoveEpollRegistrations(r, targetFd, oldCopy, replacement);
-                return Outcome.AfterSwap(entry, replacement, oldCopy);
-            }
+            if (err == 0) return AnswerAfterEpollMove(r, targetFd, oldCopy, replacement, Outcome.AfterSwap(entry, replacement, oldCopy), finish);
             // The target was interrupted or killed before the fd went in: nothing changed on its side.
         }
         else if (err is Errors.EBADF or Errors.ENOTSOCK)

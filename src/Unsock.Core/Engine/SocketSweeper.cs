@@ -106,7 +106,11 @@ internal sealed class SocketSweeper(NotificationEngine engine)
                 foreach (var f in stillOpen) engine.Log.SocketFileKept(f.Path);
                 lock (_signal) _orphans.AddRange(stillOpen);
             }
-            finally { a.Complete(); }
+            finally
+            {
+                EpollTransfer.ReleaseKept(a);
+                a.Complete();
+            }
         }
         var gone = orphans.Where(f => IsGone(f.SocketInode, listed, diag)).ToList();
         foreach (var f in gone)

@@ -27,6 +27,9 @@ internal static unsafe class TargetIdentity
     // Set when switching back failed: this thread then acts for nobody until a switch back succeeds.
     [ThreadStatic] private static bool t_unknown;
 
+    /// <summary>True while this thread has switched to a target's fs identity (or could not switch back).</summary>
+    internal static bool IsActingForSomeone => t_current is not null || t_unknown;
+
     /// <summary>Gives back the identity the thread had before, when disposed.</summary>
     public readonly struct Scope : IDisposable
     {

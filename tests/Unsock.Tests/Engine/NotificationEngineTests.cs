@@ -69,9 +69,17 @@ public class NotificationEngineTests
         {
             if (meters.Meters.Contains(instrument.Meter)) l.EnableMeasurementEvents(instrument);
         };
+        // Every other long instrument: counters summed by their tag, observable ones at their last value.
+        var others = new Dictionary<string, long>();
         listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
         {
-            if (instrument.Name != "unsock.notifications") return;
+            if (instrument.Name != "unsock.notifications")
+            {
+                string key = instrument.Name;
+                foreach (var t in tags) key += $"|{t.Key}={t.Value}";
+                lock (others) others[key] = instrument.IsObservable ? value : others.GetValueOrDefault(key) + value;
+                return;
+            }
             string outcome = "", call = "";
             foreach (var t in tags)
             {
@@ -88,7 +96,9 @@ public class NotificationEngineTests
 
         using var engine = new NotificationEngine(Options.Create(new EngineOptions { NotificationThreads = 2 }), null, meters);
         engine.Start();
+        // A connect to a port nothing listens on is answered with ECONNREFUSED by us: counted as an error.
         var (fdA, pidA) = SpawnFiltered(PolicyFor(dir, "a"),
+            $"{Py} -c 'import socket; socket.socket().connect((\"127.0.0.1\", 9609))' 2>/dev/null; " +
             $"{Py} {NetProbe} never-accept 127.0.0.1 9600 & {Py} {EngineProbe} victim 127.0.0.1 9601 10 > {dir["a.out"]}; " +
             $"while [ ! -e {dir["detached"]} ]; do sleep 0.05; done; {Py} {EngineProbe} victim 127.0.0.1 9602 1 > {dir["a2.out"]} 2>&1; kill $!");
         var (fdB, pidB) = SpawnFiltered(PolicyFor(dir, "b"),
@@ -104,6 +114,16 @@ public class NotificationEngineTests
                 && new FileInfo(dir["a.out"]).Length > 0 && File.Exists(dir["b.out"]), TimeSpan.FromSeconds(60)), "both programs should be served");
             Assert.Equal(2, JsonDocument.Parse(File.ReadAllText(dir["a.out"])).RootElement.GetProperty("family").GetInt32());
             Assert.True(a.Counters.Redirected >= 11, $"a: {a.Counters.Redirected} redirected");
+            // The gauges, while both are attached and both programs run with their socket files bound.
+            listener.RecordObservableInstruments();
+            lock (others)
+            {
+                string seen = string.Join(", ", others.Select(kv => $"{kv.Key}: {kv.Value}"));
+                Assert.True(others.GetValueOrDefault("unsock.listeners") == 2, seen);
+                Assert.True(others.GetValueOrDefault("unsock.targets") == 2, seen);
+                Assert.True(others.GetValueOrDefault("unsock.socket_files") >= 2, seen);
+                Assert.True(others.ContainsKey("unsock.parked_calls"), seen);
+            }
 
             engine.Detach(a);
             Assert.True(Wait.Until(() => a.Completion.IsCompleted, TimeSpan.FromSeconds(10)), "a detached listener's completion did not come");
@@ -138,6 +158,14 @@ public class NotificationEngineTests
             Assert.True(counts.GetValueOrDefault("bind/redirected") >= 4, string.Join(", ", counts));
         }
         Assert.True(Interlocked.Read(ref latencies) >= 24, $"{latencies} latencies recorded");
+        lock (others)
+        {
+            string seen = string.Join(", ", others.Select(kv => $"{kv.Key}: {kv.Value}"));
+            Assert.True(others.GetValueOrDefault("unsock.redirects|network.transport=unix|unsock.policy=embedded") >= 24, seen);
+            Assert.True(others.GetValueOrDefault("unsock.errors|error.type=ECONNREFUSED|unsock.policy=embedded") >= 1, seen);
+            // Stopped: nothing attached, nothing parked.
+            Assert.True(others.GetValueOrDefault("unsock.listeners") == 0 && others.GetValueOrDefault("unsock.parked_calls") == 0, seen);
+        }
     }
 
     [Fact]
@@ -209,6 +237,141 @@ public class NotificationEngineTests
             Spawn.Kill(pidA, 9);
             Spawn.WaitForExit(pidA);
             Spawn.WaitForExit(pidB);
+        }
+    }
+
+    /// <summary>
+    /// The attack on moving epoll registrations: a program holds its epoll set (an epoll_wait that faults into a
+    /// userfaultfd nobody serves keeps the set's mutex) while its registered sockets are swapped, one after the
+    /// other or all at once. Its calls are answered (the move given up after its time), and another listener's
+    /// program, on the same single notification thread and the same poller, still gets every registration moved
+    /// while the first one holds its set. Old sockets left registered in the held set are not closed by us (the
+    /// close would wait for the set) until the holder is gone.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AProgramHoldingItsEpollSetStallsNeitherTheThreadsNorAnotherProgramsMoves(bool together)
+    {
+        using var dir = new TempDir();
+        var log = new ListLoggerFactory();
+        string hold = CompiledC.Build("epollhold.c", "-pthread"), probe = CompiledC.Build("epollprobe.c");
+        using var engine = new NotificationEngine(Options.Create(new EngineOptions { NotificationThreads = 1 }), log);
+        engine.Start();
+        var (fdA, pidA) = SpawnFiltered(PolicyFor(dir, "a"), $"exec {hold} 9630 5 {dir["release"]} {(together ? "together" : "")} > {dir["a.out"]} 2>&1");
+        var (fdB, pidB) = SpawnFiltered(PolicyFor(dir, "b"),
+            $"while ! grep -q attacker-done {dir["a.out"]} 2>/dev/null; do sleep 0.05; done; {probe} 9631 > {dir["b.out"]} 2>&1; echo $? > {dir["b.rc"]}");
+        var a = engine.Attach(fdA, PolicyFor(dir, "a"), new TargetContext(pidA));
+        engine.Attach(fdB, PolicyFor(dir, "b"), new TargetContext(pidB));
+        try
+        {
+            // Every connect of the holder is answered, though its set stays held.
+            Assert.True(Wait.Until(() => File.Exists(dir["a.out"]) && File.ReadAllText(dir["a.out"]).Contains("attacker-done"), TimeSpan.FromSeconds(60)),
+                File.Exists(dir["a.out"]) ? File.ReadAllText(dir["a.out"]) : "no a.out");
+            string attacker = File.ReadAllText(dir["a.out"]);
+            Assert.StartsWith("held\n", attacker);
+            if (!together)
+            {
+                // The first swapped once its move was given up, the others refused while that move still waits
+                // (closing their old sockets, still registered in the held set, would hang the thread that closes them).
+                Assert.Contains("connect 0: ok", attacker);
+                for (int i = 1; i < 5; i++) Assert.Contains($"connect {i}: Connection timed out", attacker);
+            }
+            else
+            {
+                // Swapped before the first move was found stuck (their moves then given up unstarted), or refused after.
+                for (int i = 0; i < 5; i++) Assert.Matches($"connect {i}: (ok|Connection timed out)\n", attacker);
+                Assert.Contains(": ok", attacker);
+            }
+            // The other program, served while the first still holds its set: all its registrations moved.
+            Assert.True(Wait.Until(() => File.Exists(dir["b.rc"]) && File.ReadAllText(dir["b.rc"]).Trim().Length > 0, TimeSpan.FromSeconds(120)), "the other program did not finish");
+            string victim = File.ReadAllText(dir["b.out"]);
+            Assert.True(File.ReadAllText(dir["b.rc"]).Trim() == "0", victim);
+            Assert.Equal(["ok level", "ok edge", "ok oneshot", "ok two-sets", "ok shared-number", "ok crowded", "done"],
+                victim.Split('\n').Where(l => l.StartsWith("ok ", StringComparison.Ordinal) || l.StartsWith("FAIL", StringComparison.Ordinal) || l == "done"));
+            Assert.DoesNotContain("released", File.ReadAllText(dir["a.out"]));
+            Assert.False(a.Completion.IsCompleted);
+            // One mover at most waits in the holder's set; the old sockets it swapped are kept, not closed.
+            Assert.Equal(1, EpollTransfer.StuckMovers);
+            Assert.True(EpollTransfer.KeptCount(a) >= 1, $"{EpollTransfer.KeptCount(a)} kept");
+            lock (log.Lines)
+            {
+                // Logged under the calling thread's id (the connecting threads are not the holder's main thread).
+                Assert.Contains(log.Lines, l => l.Contains("gave up after 2000 ms", StringComparison.Ordinal));
+                if (!together)
+                    Assert.Equal(4, log.Lines.Count(l => l.Contains($"pid {pidA} connect", StringComparison.Ordinal) && l.Contains("ETIMEDOUT: a move for this program still waits", StringComparison.Ordinal)));
+                Assert.Contains(log.Lines, l => l.Contains("data 0x1111) moved to the new socket", StringComparison.Ordinal));
+            }
+            File.WriteAllText(dir["release"], "");
+            Assert.Equal(0, Spawn.WaitForExit(pidA));
+            Assert.Contains("released", File.ReadAllText(dir["a.out"]));
+            // Let go, the given-up mover finishes and ends; gone, the holder's kept sockets are closed.
+            Assert.True(Wait.Until(() => EpollTransfer.StuckMovers == 0, TimeSpan.FromSeconds(30)), $"{EpollTransfer.StuckMovers} movers still stuck");
+            Assert.True(Wait.Until(() => a.Completion.IsCompleted, TimeSpan.FromSeconds(30)), "the holder's attachment did not complete");
+            Assert.Equal(0, EpollTransfer.KeptCount(a));
+        }
+        finally
+        {
+            File.WriteAllText(dir["release"], "");
+            Spawn.Kill(pidA, 9);
+            Spawn.Kill(pidB, 9);
+            Spawn.WaitForExit(pidA);
+            Spawn.WaitForExit(pidB);
+        }
+    }
+
+    /// <summary>
+    /// A bug of ours while handling a call (simulated: the attachment's policy taken away under the engine)
+    /// costs that call EIO and an error in the log; the only notification thread goes on serving.
+    /// </summary>
+    [Fact]
+    public void AnExceptionWhileHandlingACallAnswersEioAndTheThreadGoesOn()
+    {
+        using var dir = new TempDir();
+        var log = new ListLoggerFactory();
+        File.WriteAllText(dir["first.py"], """
+            import errno, socket
+            try:
+                socket.socket().connect(("127.0.0.1", 9641))
+                print("connected")
+            except OSError as e:
+                print(errno.errorcode[e.errno])
+            """);
+        File.WriteAllText(dir["second.py"], """
+            import socket
+            l = socket.socket(); l.bind(("127.0.0.1", 9642)); l.listen()
+            c = socket.socket(); c.connect(("127.0.0.1", 9642)); s, _ = l.accept()
+            c.sendall(b"served"); print(s.recv(6).decode())
+            """);
+        using var engine = new NotificationEngine(Options.Create(new EngineOptions { NotificationThreads = 1 }), log);
+        engine.Start();
+        var policy = PolicyFor(dir, "f");
+        var (fd, pid) = SpawnFiltered(policy,
+            $"while [ ! -e {dir["go"]} ]; do sleep 0.02; done; {Py} {dir["first.py"]} > {dir["first.out"]} 2>&1; " +
+            $"while [ ! -e {dir["go2"]} ]; do sleep 0.02; done; {Py} {dir["second.py"]} > {dir["second.out"]} 2>&1");
+        var a = engine.Attach(fd, policy, new TargetContext(pid));
+        var field = typeof(ListenerAttachment).GetField("<Policy>k__BackingField", System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.NonPublic)!;
+        try
+        {
+            field.SetValue(a, null);
+            File.WriteAllText(dir["go"], "");
+            Assert.True(Wait.Until(() => File.Exists(dir["first.out"]) && File.ReadAllText(dir["first.out"]).Length > 0, TimeSpan.FromSeconds(60)), "the first call was not answered");
+            Assert.Equal("EIO", File.ReadAllText(dir["first.out"]).Trim());
+            lock (log.Lines) Assert.Contains(log.Lines, l => l.StartsWith("Error: pid ", StringComparison.Ordinal) && l.EndsWith("internal error, answered EIO", StringComparison.Ordinal));
+            field.SetValue(a, policy);
+            File.WriteAllText(dir["go2"], "");
+            Assert.Equal(0, Spawn.WaitForExit(pid));
+            // Served by the same thread after the fault, redirected: its bind and its connect.
+            Assert.Equal("served", File.ReadAllText(dir["second.out"]).Trim());
+            Assert.True(a.Counters.Redirected >= 2, $"{a.Counters.Redirected} redirected");
+        }
+        finally
+        {
+            field.SetValue(a, policy);
+            File.WriteAllText(dir["go"], "");
+            File.WriteAllText(dir["go2"], "");
+            Spawn.Kill(pid, 9);
+            Spawn.WaitForExit(pid);
         }
     }
 
