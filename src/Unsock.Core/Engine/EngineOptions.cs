@@ -5,7 +5,7 @@ namespace Unsock.Core.Engine;
 /// <summary>How the engine is sized and paced; bound from configuration by the hosts (section "Engine").</summary>
 public sealed class EngineOptions
 {
-    /// <summary>Threads that receive and answer notifications; 0 picks 4 per CPU, between 8 and 32.</summary>
+    /// <summary>Threads that receive and answer notifications, at most (started as calls overlap); 0 picks 4 per CPU, between 8 and 32.</summary>
     /// <remarks>
     /// A swap waits in ADDFD for its target to take the fd; with 8 concurrent clients on 2 cores, 4 threads
     /// gave 19,400 connections/s and 8 gave 25,500.

@@ -87,7 +87,8 @@ internal sealed partial class Redirector
             }
             if (_log.Enabled) _log.Decision(r.Pid, call, endpoint.ToString(), $"rule {rule.Index} -> {path}: connected");
             keepCopy = true;
-            var outcome = Swap(r, fd, unix, copy, nonBlocking, new ConvertedSocket(unixInode, Sock.AfUnix, ipv6) { Peer = peer, Local = local });
+            var outcome = Swap(r, fd, unix, copy, nonBlocking, new ConvertedSocket(unixInode, Sock.AfUnix, ipv6) { Peer = peer, Local = local },
+                replacementFlags: Sock.ORdwr | Sock.ONonblock);
             if (fastOpen is null || outcome.Kind != OutcomeKind.Succeed) return outcome;
             // The new socket is in place; what the program asked to send goes out on it, as the SYN's data would.
             long sent = Sock.Send(outcome.CloseAfterAnswer1, fastOpen.Data, Sock.MsgDontWait | Sock.MsgNoSignal | (fastOpen.Flags & ~Sock.MsgFastOpen & ~Sock.MsgDontWait));
