@@ -27,6 +27,9 @@ public sealed class EngineOptions
     /// <summary>Cached pidfds and /proc files per notification thread (per kind).</summary>
     public int MaxCachedFdsPerThread { get; set; } = 64;
 
+    /// <summary>Live socket records a burst must reach before its end gives the heap back (a full compacting GC); tests lower it.</summary>
+    internal int CompactAfterRecords { get; set; } = 4096;
+
     internal int EffectiveNotificationThreads =>
         NotificationThreads > 0 ? NotificationThreads : Math.Clamp(Environment.ProcessorCount * 4, 8, 32);
 }
