@@ -13,7 +13,8 @@ internal static class Program
         usage: unsock-bench MODE [options]
           serve ADDR [--threads 16] [--ready FILE]      the server of scenarios 1-3 and 7
           listen ADDR [--ready FILE]                    listens, never accepts (idle connections of scenario 7)
-          conn ADDR [--clients 1] [--seconds 1]         short connections per second
+          conn ADDR [--clients 1] [--seconds 1] [--cpu-of LABEL=PID|parent,...]
+                                                        short connections per second, CPU per connection
           pingpong ADDR [--count 20000]                 1-byte round trips: median and p99 in microseconds
           stream ADDR [--seconds 1] [--chunk 65536]     one-connection throughput in GB/s
           storm ADDR --conns N --start-at TICKS [--hold ADDR] [--release FILE] [--max-hold 60]
@@ -43,7 +44,7 @@ internal static class Program
             {
                 "serve" => Done(BenchServer.Serve(o.Address(), o.Int("--threads", 16), o.Text("--ready"))),
                 "listen" => Done(BenchServer.ListenOnly(o.Address(), o.Text("--ready"))),
-                "conn" => Workloads.ShortConnections(o.Address(), o.Int("--clients", 1), o.Double("--seconds", 1)),
+                "conn" => Workloads.ShortConnections(o.Address(), o.Int("--clients", 1), o.Double("--seconds", 1), ProcessCpu.ParseWatched(o.Text("--cpu-of"))),
                 "pingpong" => Workloads.PingPong(o.Address(), o.Int("--count", 20_000)),
                 "stream" => Workloads.Stream(o.Address(), o.Double("--seconds", 1), o.Int("--chunk", 65536)),
                 "storm" => Workloads.Storm(o.Address(), o.Int("--conns", 100), o.Long("--start-at", Stopwatch.GetTimestamp()),

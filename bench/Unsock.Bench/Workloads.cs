@@ -7,9 +7,14 @@ namespace Unsock.Bench;
 /// <summary>The client side of the scenarios. Each prints one line of key=value results on stdout.</summary>
 internal static unsafe class Workloads
 {
-    /// <summary>Scenario 1: connect, 1-byte request, 1-byte answer, close, for a fixed time on N threads.</summary>
-    public static string ShortConnections(BenchEndpoint endpoint, int clients, double seconds)
+    /// <summary>
+    /// Scenario 1: connect, 1-byte request, 1-byte answer, close, for a fixed time on N threads. Also reports
+    /// the CPU per connection of this process and of each <paramref name="watched"/> one over the timed part
+    /// (cpu_LABEL_us=...), e.g. the server and the supervisors.
+    /// </summary>
+    public static string ShortConnections(BenchEndpoint endpoint, int clients, double seconds, List<(string Label, int Pid)>? watched = null)
     {
+        watched ??= [];
         for (int i = 0; i < 200; i++) OneShortConnection(endpoint); // warm the server's threads and caches
         var counts = new long[clients * 16]; // one cache line apart
         using var go = new Barrier(clients + 1);
@@ -38,16 +43,26 @@ internal static unsafe class Workloads
             }, 256 * 1024);
             threads[t].Start();
         }
+        var cpuBefore = watched.Select(w => ProcessCpu.Of(w.Pid)).ToArray();
+        long selfBefore = ProcessCpu.Self();
         start = Stopwatch.GetTimestamp();
         Volatile.Write(ref deadline, start + (long)(seconds * Stopwatch.Frequency));
         go.SignalAndWait();
         foreach (var t in threads) t.Join();
         long end = Stopwatch.GetTimestamp();
+        long selfAfter = ProcessCpu.Self();
+        var cpuAfter = watched.Select(w => ProcessCpu.Of(w.Pid)).ToArray();
         foreach (var f in failures) if (f is not null) throw f;
         long total = 0;
         for (int t = 0; t < clients; t++) total += counts[t * 16];
         double rate = total / Stopwatch.GetElapsedTime(start, end).TotalSeconds;
-        return $"conns={total} conn_per_s={rate:F0}";
+        var line = new System.Text.StringBuilder($"conns={total} conn_per_s={rate:F0}");
+        double PerConn(long ns) => total > 0 ? ns / 1000.0 / total : double.NaN;
+        line.Append(System.FormattableString.Invariant($" cpu_client_us={PerConn(selfAfter - selfBefore):F2}"));
+        for (int i = 0; i < watched.Count; i++)
+            if (cpuBefore[i] >= 0 && cpuAfter[i] >= 0)
+                line.Append(System.FormattableString.Invariant($" cpu_{watched[i].Label}_us={PerConn(cpuAfter[i] - cpuBefore[i]):F2}"));
+        return line.ToString();
     }
 
     public static void OneShortConnection(BenchEndpoint endpoint)

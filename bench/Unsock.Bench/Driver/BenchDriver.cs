@@ -22,6 +22,8 @@ internal sealed class BenchDriver(DriverOptions o)
     private readonly Measurements _m = new(o.Rounds);
     private readonly List<string> _errors = new();
     private readonly List<Server> _servers = new();
+    // The ready file of each address's server holds the server's pid (its CPU is reported per connection).
+    private readonly Dictionary<string, (Server Server, string ReadyFile)> _serveServers = new();
 
     /// <summary>A long-lived server of the run and how to start it again if something ended it.</summary>
     private sealed class Server(string name, Func<Process> start)
@@ -126,14 +128,16 @@ internal sealed class BenchDriver(DriverOptions o)
     {
         string name = $"unsock-bench {string.Join(' ', args)}{(redirected ? " (under the launcher)" : "")}";
         string ready = Path.Combine(o.Work, $"ready.{_servers.Count}");
-        _servers.Add(new(name, () =>
+        var server = new Server(name, () =>
         {
             File.Delete(ready);
             var (file, argv) = Command(redirected, o.Bench, [.. args, "--ready", ready]);
             var p = ChildProcess.Start(file, argv, capture: false);
             ChildProcess.WaitUntil(() => File.Exists(ready), name, p);
             return p;
-        }));
+        });
+        _servers.Add(server);
+        if (args[0] == "serve") _serveServers[args[1]] = (server, ready);
     }
 
     /// <summary>Something outside the run may end a server (a shared machine): start it again, and say so in the report.</summary>
@@ -157,9 +161,23 @@ internal sealed class BenchDriver(DriverOptions o)
         foreach (int clients in (int[])[1, 8])
             foreach (var v in order)
             {
-                var output = RunBench(v.Redirected, "conn", v.Address, "--clients", $"{clients}", "--seconds", Invariant(o.Seconds));
-                _m.Add(clients == 1 ? "conn_seq" : "conn_8", v.Key, round, ChildProcess.Value(output, "conn_per_s"));
+                string metric = clients == 1 ? "conn_seq" : "conn_8";
+                var output = RunBench(v.Redirected, "conn", v.Address, "--clients", $"{clients}", "--seconds", Invariant(o.Seconds), "--cpu-of", CpuWatched(v));
+                _m.Add(metric, v.Key, round, ChildProcess.Value(output, "conn_per_s"));
+                // CPU per connection over the timed part: client, server and, redirected, both launchers (the supervisors).
+                double client = ChildProcess.Value(output, "cpu_client_us"), server = ChildProcess.Value(output, "cpu_server_us");
+                double supervisors = v.Redirected ? ChildProcess.Value(output, "cpu_supervisor_us") + ChildProcess.Value(output, "cpu_server_supervisor_us") : 0;
+                _m.Add($"{metric}_cpu_us", v.Key, round, client + server + supervisors);
+                if (v.Redirected) _m.Add($"{metric}_supervisor_cpu_us", v.Key, round, supervisors);
             }
+    }
+
+    /// <summary>--cpu-of for a client of <paramref name="v"/>: its server and, redirected, its own launcher and the server's.</summary>
+    private string CpuWatched(NetVariant v)
+    {
+        var (server, ready) = _serveServers[v.Address];
+        string serverPid = File.ReadAllText(ready).Trim();
+        return v.Redirected ? $"server={serverPid},supervisor=parent,server_supervisor={server.Process.Id}" : $"server={serverPid}";
     }
 
     private void PingPong(NetVariant[] order, int round)

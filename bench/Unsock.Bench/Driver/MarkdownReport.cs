@@ -59,6 +59,19 @@ internal sealed class MarkdownReport(DriverOptions o, Measurements m, IReadOnlyL
         NetRow("sequential, 1 client", "conn_seq", "F0", true, vsTcpTarget: 1.0, defect: 0.9);
         NetRow("8 concurrent clients", "conn_8", "F0", true, vsTcpTarget: 1.0, defect: 0.9);
         _s.AppendLine();
+        _s.AppendLine("CPU per connection over the same runs (microseconds of CPU, lower is better; steadier than rates on a busy");
+        _s.AppendLine("machine): client + server, plus for the redirected variant both launchers (the supervisors, measured from their");
+        _s.AppendLine("threads' run time in /proc/PID/task/*/schedstat). Ratios are speed ratios as above (baseline CPU / redirected CPU).").AppendLine();
+        _s.AppendLine("| scenario | native TCP | native AF_UNIX | redirected, embedded (all) | of which supervisors | external supervisor | embedded vs TCP | embedded vs AF_UNIX |");
+        _s.AppendLine("|---|---|---|---|---|---|---|---|");
+        foreach (var (label, key) in new[] { ("sequential, 1 client", "conn_seq_cpu_us"), ("8 concurrent clients", "conn_8_cpu_us") })
+        {
+            string supervisor = key.Replace("_cpu_us", "_supervisor_cpu_us", StringComparison.Ordinal);
+            _s.AppendLine($"| {label} | {F(m.Median(key, BenchDriver.Tcp), "F1")} | {F(m.Median(key, BenchDriver.Unix), "F1")} | {F(m.Median(key, BenchDriver.Embedded), "F1")} | " +
+                          $"{F(m.Median(supervisor, BenchDriver.Embedded), "F1")} | {External} | {Ratio(m.SpeedRatio(key, BenchDriver.Embedded, BenchDriver.Tcp, false))} | " +
+                          $"{Ratio(m.SpeedRatio(key, BenchDriver.Embedded, BenchDriver.Unix, false))} |");
+        }
+        _s.AppendLine();
     }
 
     private void DataPath()

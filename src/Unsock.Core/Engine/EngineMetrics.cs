@@ -17,6 +17,7 @@ public sealed class EngineMetrics : IDisposable
     private readonly Counter<long> _redirects;
     private readonly Counter<long> _errors;
     private readonly Histogram<double> _answerDuration;
+    private readonly Counter<long> _heapCompactions;
 
     internal EngineMetrics(IMeterFactory? factory, Func<long> parkedCalls, Func<long> listeners, Func<long> targets, Func<long> socketFiles)
     {
@@ -31,6 +32,8 @@ public sealed class EngineMetrics : IDisposable
         _answerDuration = _meter.CreateHistogram<double>("unsock.answer.duration", "s",
             "Time from receiving a notification to answering it.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.005, 0.01, 0.1, 1, 10] });
+        _heapCompactions = _meter.CreateCounter<long>("unsock.heap_compactions", "{collection}",
+            "Full compacting collections after a burst of connections was swept, giving the heap it grew back.");
         _meter.CreateObservableUpDownCounter("unsock.parked_calls", parkedCalls, "{call}", "Calls waiting on the poller (full backlog, accept, handshake).");
         _meter.CreateObservableUpDownCounter("unsock.listeners", listeners, "{listener}", "Attached seccomp listeners.");
         _meter.CreateObservableUpDownCounter("unsock.targets", targets, "{listener}", "Attached listeners whose targets still run.");
@@ -46,6 +49,8 @@ public sealed class EngineMetrics : IDisposable
         _notifications.Add(1, new TagList { { CallAttribute, call }, { OutcomeAttribute, outcome }, { PolicyAttribute, policy } });
         _answerDuration.Record(Stopwatch.GetElapsedTime(startTimestamp).TotalSeconds, new TagList { { CallAttribute, call }, { PolicyAttribute, policy } });
     }
+
+    internal void HeapCompacted() => _heapCompactions.Add(1);
 
     internal void Error(int errno, string policy) =>
         _errors.Add(1, new TagList { { "error.type", Errors.Name(errno) }, { PolicyAttribute, policy } });

@@ -11,11 +11,13 @@ using static Tmds.Linux.LibC;
 namespace Unsock.Core.Engine;
 
 /// <summary>
-/// The engine: one per process, serving any number of attached seccomp listeners with a fixed set of
-/// notification threads, one poller for calls that wait, and one socket-file sweeper. The threads take
-/// turns receiving (one at a time, leader/followers): the one that receives also answers, which is what
-/// SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP rewards, and a swap waiting in ADDFD for its target does not hold up
-/// other programs' calls.
+/// The engine: one per process, serving any number of attached seccomp listeners with notification threads
+/// (started as needed, up to a limit), one poller for calls that wait, and one socket-file sweeper. Receiving
+/// is a role one thread holds at a time; the one that receives also answers, which is what
+/// SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP rewards. The holder keeps the role while no other notification waits
+/// (its caches stay warm and no other thread is woken per call) and hands it over as soon as one does; a
+/// deputy takes it from a holder that has been busy with one call for more than a millisecond (a swap
+/// waiting in ADDFD for a stalled target), so no call holds up other programs' calls.
 /// </summary>
 public sealed unsafe partial class NotificationEngine : IDisposable
 {
@@ -24,15 +26,40 @@ public sealed unsafe partial class NotificationEngine : IDisposable
     private const int PollListenerLimit = 8;
     private const short PollIn = 0x1, PollHangUp = 0x8 | 0x10 | 0x20; // POLLERR | POLLHUP | POLLNVAL
 
+    // A holder busy with one call for StuckMicroseconds loses the receiving role to the deputy; the deputy's timer
+    // runs WatchMicroseconds from the last arming, which the holder renews once StuckMicroseconds have passed.
+    private const long StuckMicroseconds = 1000, WatchMicroseconds = 2 * StuckMicroseconds;
+
     private readonly EngineOptions _options;
-    private readonly object _receiveGate = new();
     private readonly object _attachLock = new();
     private readonly Dictionary<int, ListenerAttachment> _byId = new();
     private ListenerAttachment[] _attached = [];
     private readonly int _wakeFd, _epollFd;
-    private readonly Redirector[] _handlers;
-    private readonly List<Thread> _threads = new();
     private readonly SocketSweeper _sweeper;
+
+    /// <summary>A notification thread: its handler (and the handler's caches) are its own.</summary>
+    private sealed class Worker(string name)
+    {
+        public string Name { get; } = name;
+        public Thread? Thread;
+        public Redirector? Handler;
+        /// <summary>Handling a call with the receiving role kept (no other call waited when it came).</summary>
+        public bool Kept;
+    }
+
+    [ThreadStatic] private static Worker? t_worker;
+
+    // The receiving role. Guarded by _roleLock: who holds it, who watches it (the deputy, asleep in poll on the
+    // watch timer and its own eventfd), how many threads wait in Monitor.Wait to be needed.
+    private readonly object _roleLock = new();
+    private readonly List<Worker> _workers = new();
+    private readonly int _watchFd, _deputyFd;
+    private Worker? _receiver, _deputy, _lastReceiver;
+    private long _roleChanges;
+    private int _idleFollowers;
+    private bool _receiverBusy, _noMoreWorkers;
+    private long _busySince, _armedAt;
+
     private int _nextId, _rotation;
     private volatile bool _stopping;
     private bool _started;
@@ -54,8 +81,9 @@ public sealed unsafe partial class NotificationEngine : IDisposable
         var ev = new epoll_event { events = EPOLLIN };
         ev.data.u64 = 0;
         epoll_ctl(_epollFd, EPOLL_CTL_ADD, _wakeFd, &ev);
-        _handlers = new Redirector[_options.EffectiveNotificationThreads];
-        for (int i = 0; i < _handlers.Length; i++) _handlers[i] = new Redirector(this);
+        _watchFd = global::Interop.Timer.Create();
+        _deputyFd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (_watchFd < 0 || _deputyFd < 0) throw new global::Interop.ErrnoException(_watchFd < 0 ? -_watchFd : errno, "timerfd_create/eventfd");
         Poller = new CallPoller(this, new Redirector(this));
         _sweeper = new SocketSweeper(this);
     }
@@ -63,7 +91,11 @@ public sealed unsafe partial class NotificationEngine : IDisposable
     /// <summary>The listeners attached now.</summary>
     public IReadOnlyList<ListenerAttachment> Attachments => Volatile.Read(ref _attached);
 
-    /// <summary>Starts the threads. Raises the soft fd limit to the hard one first, as systemd does for services.</summary>
+    /// <summary>
+    /// Starts receiving: one notification thread now, more when calls overlap (up to
+    /// <see cref="EngineOptions.NotificationThreads"/>). Raises the soft fd limit to the hard one first, as
+    /// systemd does for services.
+    /// </summary>
     public void Start()
     {
         lock (_attachLock)
@@ -74,14 +106,18 @@ public sealed unsafe partial class NotificationEngine : IDisposable
         global::Interop.Limits.RaiseFileLimit();
         Poller.Start();
         _sweeper.Start();
-        for (int i = 0; i < _handlers.Length; i++)
-        {
-            var handler = _handlers[i];
-            string name = $"unsock-notify-{i}";
-            var t = new Thread(() => Serve(handler, name), 256 * 1024) { IsBackground = true, Name = name };
-            t.Start();
-            _threads.Add(t);
-        }
+        lock (_roleLock) StartWorker();
+    }
+
+    /// <summary>One more notification thread, unless there are enough; under _roleLock.</summary>
+    private bool StartWorker()
+    {
+        if (_noMoreWorkers || _workers.Count >= _options.EffectiveNotificationThreads) return false;
+        var worker = new Worker($"unsock-notify-{_workers.Count}");
+        worker.Thread = new Thread(() => Serve(worker), 256 * 1024) { IsBackground = true, Name = worker.Name };
+        _workers.Add(worker);
+        worker.Thread.Start();
+        return true;
     }
 
     /// <summary>Serves <paramref name="listenerFd"/> (taken over: the engine closes it) for targets under <paramref name="policy"/>.</summary>
@@ -136,28 +172,250 @@ public sealed unsafe partial class NotificationEngine : IDisposable
         write(_wakeFd, &one, 8);
     }
 
-    private void Serve(Redirector handler, string name)
+    private void Serve(Worker worker)
     {
+        t_worker = worker;
         while (!_stopping)
         {
             try
             {
-                ListenerAttachment? attachment;
-                SyscallRequest request;
-                lock (_receiveGate)
-                {
-                    if (_stopping) return;
-                    attachment = ReceiveNext(out request);
-                }
-                if (attachment is not null) Handle(handler, attachment, request);
+                if (!TakeRole(worker)) return;
+                ReceiveWhileHolding(worker);
             }
             catch (Exception e)
             {
                 // A thread's loop never dies: a bug of ours costs at most the call in hand.
-                Log.ThreadFault(e, name);
+                Log.ThreadFault(e, worker.Name);
+                LeaveRoles(worker);
                 Thread.Sleep(10);
             }
         }
+    }
+
+    /// <summary>
+    /// Receives and answers for as long as this thread holds the role: a call is answered with the role kept
+    /// when no other one waits, and after handing the role over when one does. Returns once the role is gone.
+    /// </summary>
+    private void ReceiveWhileHolding(Worker worker)
+    {
+        while (true)
+        {
+            if (_stopping)
+            {
+                LeaveRoles(worker);
+                return;
+            }
+            var attachment = ReceiveNext(out var request);
+            if (attachment is null) continue;
+            if (AnotherPending())
+            {
+                HandOver(worker);
+                Handle(worker, attachment, request);
+                return;
+            }
+            BeginBusy();
+            bool kept;
+            worker.Kept = true;
+            try { Handle(worker, attachment, request); }
+            finally
+            {
+                worker.Kept = false;
+                kept = EndBusy(worker);
+            }
+            if (!kept) return;
+        }
+    }
+
+    /// <summary>Waits until this thread holds the receiving role; false when the engine stops.</summary>
+    private bool TakeRole(Worker worker)
+    {
+        lock (_roleLock)
+        {
+            while (true)
+            {
+                if (_stopping) return false;
+                if (_receiver is null)
+                {
+                    Hold(worker);
+                    return true;
+                }
+                if (_deputy is null)
+                {
+                    _deputy = worker;
+                    break;
+                }
+                _idleFollowers++;
+                try { Monitor.Wait(_roleLock); }
+                finally { _idleFollowers--; }
+            }
+        }
+        return Watch(worker);
+    }
+
+    /// <summary>
+    /// The deputy's wait: woken by the watch timer (the holder may be stuck in a call) or by a hand-over.
+    /// Returns true once it holds the role, false when the engine stops.
+    /// </summary>
+    private bool Watch(Worker worker)
+    {
+        var fds = stackalloc pollfd[2];
+        ulong drained;
+        while (true)
+        {
+            fds[0] = new pollfd { fd = _watchFd, events = PollIn };
+            fds[1] = new pollfd { fd = _deputyFd, events = PollIn };
+            poll(fds, 2, -1);
+            read(_watchFd, &drained, 8);
+            read(_deputyFd, &drained, 8);
+            lock (_roleLock)
+            {
+                if (_stopping)
+                {
+                    _deputy = null;
+                    return false;
+                }
+                if (_receiver is null)
+                {
+                    Hold(worker);
+                    _deputy = null;
+                    return true;
+                }
+                if (!_receiverBusy) continue;
+                long busy = (long)Stopwatch.GetElapsedTime(_busySince).TotalMicroseconds;
+                if (busy >= StuckMicroseconds)
+                {
+                    // The holder carries on with its call and comes back as a follower.
+                    Hold(worker);
+                    _receiverBusy = false;
+                    _deputy = null;
+                    return true;
+                }
+                _armedAt = Stopwatch.GetTimestamp();
+            }
+            global::Interop.Timer.Arm(_watchFd, WatchMicroseconds);
+        }
+    }
+
+    /// <summary>
+    /// Called by a handler just before it waits for its target (ADDFD returns once the target has taken the fd):
+    /// a call that came in meanwhile gets the role now instead of waiting for that round trip.
+    /// </summary>
+    internal void BeforeWaitingOnTarget()
+    {
+        var worker = t_worker;
+        if (worker is not { Kept: true } || !AnotherPending()) return;
+        worker.Kept = false;
+        HandOver(worker);
+    }
+
+    /// <summary>Gives the role to <paramref name="worker"/>; under _roleLock.</summary>
+    private void Hold(Worker worker)
+    {
+        _receiver = worker;
+        if (_lastReceiver != worker) _roleChanges++;
+        _lastReceiver = worker;
+    }
+
+    /// <summary>How often the receiving role went to another thread than the one that held it last.</summary>
+    internal long RoleChanges
+    {
+        get { lock (_roleLock) return _roleChanges; }
+    }
+
+    /// <summary>Notification threads started so far.</summary>
+    internal int NotificationThreadCount
+    {
+        get { lock (_roleLock) return _workers.Count; }
+    }
+
+    /// <summary>The holder starts on a call with the role kept: the deputy is told to watch (a timer, armed at most every StuckMicroseconds).</summary>
+    private void BeginBusy()
+    {
+        bool arm;
+        lock (_roleLock)
+        {
+            long now = Stopwatch.GetTimestamp();
+            _receiverBusy = true;
+            _busySince = now;
+            if (_deputy is null) CallForDeputy();
+            arm = Stopwatch.GetElapsedTime(_armedAt, now).TotalMicroseconds >= StuckMicroseconds;
+            if (arm) _armedAt = now;
+        }
+        if (arm) global::Interop.Timer.Arm(_watchFd, WatchMicroseconds);
+    }
+
+    /// <summary>True when this thread still holds the role after its call (the deputy may have taken it meanwhile).</summary>
+    private bool EndBusy(Worker worker)
+    {
+        lock (_roleLock)
+        {
+            if (_receiver != worker) return false;
+            _receiverBusy = false;
+            return true;
+        }
+    }
+
+    /// <summary>Another call waits: the role goes to a waiting thread, the deputy, or a new thread (or, at the limit, to the first one back).</summary>
+    private void HandOver(Worker worker)
+    {
+        lock (_roleLock)
+        {
+            if (_receiver != worker) return;
+            _receiver = null;
+            _receiverBusy = false;
+            if (_idleFollowers > 0) Monitor.Pulse(_roleLock);
+            else if (_deputy is not null) SignalDeputy();
+            else StartWorker();
+        }
+    }
+
+    /// <summary>No deputy watches the holder: wake a waiting thread to become it, or start one. Under _roleLock.</summary>
+    private void CallForDeputy()
+    {
+        if (_idleFollowers > 0) Monitor.Pulse(_roleLock);
+        else StartWorker();
+    }
+
+    private void SignalDeputy()
+    {
+        ulong one = 1;
+        write(_deputyFd, &one, 8);
+    }
+
+    /// <summary>After a fault: whatever role this thread had goes to the others.</summary>
+    private void LeaveRoles(Worker worker)
+    {
+        lock (_roleLock)
+        {
+            if (_deputy == worker) _deputy = null;
+            if (_receiver != worker) return;
+            _receiver = null;
+            _receiverBusy = false;
+            if (_idleFollowers > 0) Monitor.Pulse(_roleLock);
+            else if (_deputy is not null) SignalDeputy();
+        }
+    }
+
+    /// <summary>True when a listener has a notification waiting now (not counting the one just received).</summary>
+    private bool AnotherPending()
+    {
+        var snapshot = Volatile.Read(ref _attached);
+        int count = snapshot.Length;
+        if (count <= PollListenerLimit)
+        {
+            var pfds = stackalloc pollfd[count];
+            for (int i = 0; i < count; i++) pfds[i] = new pollfd { fd = snapshot[i].Listener.RawFd, events = PollIn };
+            if (poll(pfds, (ulong_t)(ulong)count, 0) <= 0) return false;
+            for (int i = 0; i < count; i++)
+                if ((pfds[i].revents & PollIn) != 0) return true;
+            return false;
+        }
+        const int MaxEvents = 4;
+        var events = stackalloc epoll_event[MaxEvents];
+        int n = epoll_wait(_epollFd, events, MaxEvents, 0);
+        for (int i = 0; i < n; i++)
+            if (events[i].data.u64 != 0 && (events[i].events & EPOLLIN) != 0) return true;
+        return false;
     }
 
     /// <summary>Waits for the next notification of any attached listener; null when woken for a change.</summary>
@@ -243,9 +501,10 @@ public sealed unsafe partial class NotificationEngine : IDisposable
         if (_stopping) Wake();
     }
 
-    private void Handle(Redirector handler, ListenerAttachment attachment, in SyscallRequest request)
+    private void Handle(Worker worker, ListenerAttachment attachment, in SyscallRequest request)
     {
         long start = Stopwatch.GetTimestamp();
+        var handler = worker.Handler ??= new Redirector(this);
         Outcome outcome;
         try
         {
@@ -326,7 +585,15 @@ public sealed unsafe partial class NotificationEngine : IDisposable
             _stopping = true;
         }
         Wake();
-        foreach (var t in _threads) t.Join();
+        List<Worker> workers;
+        lock (_roleLock)
+        {
+            _noMoreWorkers = true;
+            Monitor.PulseAll(_roleLock);
+            workers = _workers.ToList();
+        }
+        SignalDeputy();
+        foreach (var w in workers) w.Thread!.Join();
         foreach (var a in Attachments) Detach(a, "the engine stopped", Errors.EINTR);
         Poller.Stop(Errors.EINTR);
         _sweeper.Stop();
@@ -337,10 +604,12 @@ public sealed unsafe partial class NotificationEngine : IDisposable
     public void Dispose()
     {
         Stop();
-        foreach (var h in _handlers) h.Dispose();
+        foreach (var w in _workers) w.Handler?.Dispose();
         Poller.Dispose();
         Metrics.Dispose();
         close(_wakeFd);
         close(_epollFd);
+        close(_watchFd);
+        close(_deputyFd);
     }
 }

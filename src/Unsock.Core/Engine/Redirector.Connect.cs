@@ -89,7 +89,7 @@ internal sealed partial class Redirector
             if (_log.Enabled) _log.Decision(r.Pid, call, endpoint.ToString(), $"rule {rule.Index} -> {path}: connected");
             keepCopy = true;
             return Swap(r, fd, unix, copy, nonBlocking, new ConvertedSocket(unixInode, Sock.AfUnix, ipv6) { Peer = peer, Local = local },
-                fastOpen is null ? null : swapped => SendFastOpenData(swapped, fastOpen));
+                fastOpen is null ? null : swapped => SendFastOpenData(swapped, fastOpen), replacementFlags: Sock.ORdwr | Sock.ONonblock);
         }
         finally
         {

@@ -146,13 +146,17 @@ internal sealed partial class Redirector : IDisposable
     /// records it. Consumes both fds (closed once the answer is out).
     /// </summary>
     /// <param name="finish">Applied to the successful outcome right before it is answered (after the epoll move).</param>
+    /// <param name="replacementFlags">The replacement's status flags as made (F_GETFL), or -1 when not known: F_SETFL only when they differ.</param>
     private Outcome Swap(in SyscallRequest r, int targetFd, int replacement, int oldCopy, bool nonBlocking, ConvertedSocket entry,
-        Func<Outcome, Outcome>? finish = null)
+        Func<Outcome, Outcome>? finish = null, int replacementFlags = -1)
     {
         // The program may have closed the fd and opened another file at its number while we worked (Java
         // closes a socket to cancel its connect): never replace a file other than the one we looked at.
         int err = StillSameFile(r.Pid, targetFd, oldCopy);
-        if (err == 0) err = CarryOverFileState(r.Pid, oldCopy, replacement, nonBlocking);
+        // One read of the target's fdinfo tells both its file's status flags and its FD_CLOEXEC (checked: same file).
+        int fdFlags = 0;
+        bool known = err == 0 && _target.TryReadFdFlags(r.Pid, targetFd, out fdFlags);
+        if (err == 0) err = CarryOverFileState(r.Pid, oldCopy, replacement, nonBlocking, known ? fdFlags : -1, replacementFlags);
         if (err == 0 && EpollTransfer.RefusesSwaps(EpollTransfer.For(_attachment)) is { } refused)
         {
             // A connect fails as one that timed out, a bind as one short of resources: both handled by TCP programs.
@@ -161,8 +165,9 @@ internal sealed partial class Redirector : IDisposable
         }
         else if (err == 0)
         {
-            bool cloexec = _target.IsCloseOnExec(r.Pid, targetFd);
+            bool cloexec = known && (fdFlags & Sock.OCloexec) != 0;
             _registry.Add(entry);
+            _engine.BeforeWaitingOnTarget();
             err = _listener.ReplaceFd(r.Id, replacement, targetFd, cloexec);
             if (err == 0) return AnswerAfterEpollMove(r, targetFd, oldCopy, replacement, Outcome.AfterSwap(entry, replacement, oldCopy), finish);
             // The target was interrupted or killed before the fd went in: nothing changed on its side.
@@ -196,11 +201,14 @@ internal sealed partial class Redirector : IDisposable
         return isSocket ? Errors.EBADF : Errors.ENOTSOCK;
     }
 
-    /// <summary>Copies the open file's status flags, owner and signal from the program's old socket to the new one.</summary>
-    private int CarryOverFileState(int tid, int oldCopy, int replacement, bool nonBlocking)
+    /// <summary>
+    /// Copies the open file's status flags (<paramref name="fileFlags"/> from fdinfo, or -1 to ask F_GETFL), owner and
+    /// signal from the program's old socket to the new one.
+    /// </summary>
+    private int CarryOverFileState(int tid, int oldCopy, int replacement, bool nonBlocking, int fileFlags, int replacementFlags)
     {
-        int flags = Sock.GetFileFlags(oldCopy, out int old) == 0
-            ? old & Native.FileOwner.SettableStatusFlags
+        int flags = fileFlags >= 0 ? fileFlags & Native.FileOwner.SettableStatusFlags
+            : Sock.GetFileFlags(oldCopy, out int old) == 0 ? old & Native.FileOwner.SettableStatusFlags
             : nonBlocking ? Sock.ONonblock : 0;
         if (Native.FileOwner.GetOwner(oldCopy, out int ownerType, out int owner) == 0 && owner != 0)
         {
@@ -214,7 +222,8 @@ internal sealed partial class Redirector : IDisposable
             int signal = Native.FileOwner.GetSignal(oldCopy);
             if (signal > 0) Native.FileOwner.SetSignal(replacement, signal);
         }
-        // One F_SETFL, no F_GETFL: a socket's file flags are O_RDWR plus what we set.
+        // A socket's file flags are O_RDWR plus what we set: no F_GETFL, and no F_SETFL when they are already right.
+        if ((Sock.ORdwr | flags) == replacementFlags) return 0;
         return Sock.SetFileFlags(replacement, Sock.ORdwr | flags);
     }
 

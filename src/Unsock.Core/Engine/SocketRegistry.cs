@@ -156,6 +156,8 @@ internal sealed class SocketRegistry
 
     public bool IsEmpty => _count == 0;
 
+    public int Count => _count;
+
     public ConvertedSocket? Find(ulong inode)
     {
         lock (_gate) return _sockets.GetValueOrDefault(inode);

@@ -15,6 +15,7 @@ internal sealed class SocketSweeper(NotificationEngine engine)
     private readonly List<BoundFile> _orphans = new();
     private Thread? _thread;
     private bool _stopping;
+    private readonly BurstEnd _burst = new(engine.Options.CompactAfterRecords);
 
     public int OrphanCount
     {
@@ -76,7 +77,11 @@ internal sealed class SocketSweeper(NotificationEngine engine)
             orphans = _orphans.ToList();
         }
         var attached = engine.Attachments.Where(a => a.IsAttached && !a.Registry.IsEmpty).ToList();
-        if (finals.Count == 0 && orphans.Count == 0 && attached.Count == 0) return;
+        if (finals.Count == 0 && orphans.Count == 0 && attached.Count == 0)
+        {
+            CompactAfterBurst(0);
+            return;
+        }
 
         // Read once for everyone; whatever is registered meanwhile is newer than this list and not judged by it.
         HashSet<ulong>? listed = ProcNetUnix.Read()?.Select(e => e.Inode).ToHashSet();
@@ -116,9 +121,41 @@ internal sealed class SocketSweeper(NotificationEngine engine)
         foreach (var f in gone)
             if (f.RemoveIfStillOurs()) engine.Log.SocketFileRemoved(f.Path, "its socket is closed");
         if (gone.Count > 0) lock (_signal) _orphans.RemoveAll(gone.Contains);
+        int records = 0;
+        foreach (var a in attached) records += a.Registry.Count;
+        CompactAfterBurst(records);
+    }
+
+    /// <summary>
+    /// The records of a burst of connections are swept within seconds, but the heap the GC grew for them stays
+    /// committed (about 30 MB after 100k connections, 7 MB once compacted): give it back once, when a burst is over.
+    /// </summary>
+    private void CompactAfterBurst(int records)
+    {
+        if (!_burst.Observe(records)) return;
+        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        engine.Metrics.HeapCompacted();
     }
 
     /// <summary>sock_diag's exact word when it has one; else absence from /proc/net/unix.</summary>
     internal static bool IsGone(ulong inode, HashSet<ulong>? listed, Native.UnixDiag? diag) =>
         diag?.Exists(inode) is { } exists ? !exists : listed is not null && !listed.Contains(inode);
+}
+
+/// <summary>
+/// Tells when a burst of socket records is over: the records once reached <paramref name="threshold"/> or more
+/// and have since fallen below an eighth of their peak. Says so once per burst; a steady load never triggers it.
+/// </summary>
+internal sealed class BurstEnd(int threshold)
+{
+    private int _peak;
+
+    /// <summary>True once, when <paramref name="records"/> (the live records now) ends a burst.</summary>
+    public bool Observe(int records)
+    {
+        if (records > _peak) _peak = records;
+        if (_peak < threshold || records >= _peak / 8) return false;
+        _peak = records;
+        return true;
+    }
 }

@@ -67,13 +67,22 @@ internal sealed class TargetProcess : IDisposable
     }
 
     /// <summary>The target's FD_CLOEXEC for <paramref name="fd"/>; our pidfd_getfd copy always has it set.</summary>
-    public bool IsCloseOnExec(int tid, int fd)
+    public bool IsCloseOnExec(int tid, int fd) => TryReadFdFlags(tid, fd, out int flags) && (flags & CloseOnExec) != 0;
+
+    private const int CloseOnExec = 0x80000; // O_CLOEXEC as fdinfo shows it (02000000)
+
+    /// <summary>
+    /// The "flags:" of /proc/TID/fdinfo/FD in one read: the open file's status flags (O_NONBLOCK, O_ASYNC...) as
+    /// F_GETFL gives them, plus O_CLOEXEC when the target's fd has FD_CLOEXEC. False when it cannot be read.
+    /// </summary>
+    public bool TryReadFdFlags(int tid, int fd, out int flags)
     {
+        flags = 0;
         Span<byte> buf = stackalloc byte[128];
         if (_fdinfoFiles.TryGetValue((tid, fd), out int file))
         {
             int got = Native.FileSystem.ReadAtStart(file, buf);
-            if (got > 0) return HasCloseOnExecFlag(buf[..got]);
+            if (got > 0) return TryParseFlags(buf[..got], out flags);
             Native.Socket.Close(file);
             _fdinfoFiles.Remove((tid, fd));
         }
@@ -88,7 +97,7 @@ internal sealed class TargetProcess : IDisposable
         if (n <= 0) return false;
         if (_fdinfoFiles.Count >= _maxCached) CloseAll(_fdinfoFiles);
         _fdinfoFiles[(tid, fd)] = file;
-        return HasCloseOnExecFlag(buf[..n]);
+        return TryParseFlags(buf[..n], out flags);
     }
 
     /// <summary>The target thread's filesystem uid and gid, from its pidfd where the kernel can tell (6.13).</summary>
@@ -99,19 +108,23 @@ internal sealed class TargetProcess : IDisposable
         return pidfd >= 0 && !_threadPidfdsUnsupported && Native.Pidfd.TryGetFsIds(pidfd, out uid, out gid);
     }
 
-    /// <summary>Parses "pos:\t0\nflags:\t02000002\n..." for O_CLOEXEC (02000000).</summary>
-    private static bool HasCloseOnExecFlag(ReadOnlySpan<byte> text)
+    /// <summary>Parses the octal "flags:" of "pos:\t0\nflags:\t02000002\n...".</summary>
+    private static bool TryParseFlags(ReadOnlySpan<byte> text, out int flags)
     {
+        flags = 0;
         int at = text.IndexOf("flags:"u8);
         if (at < 0) return false;
-        long flags = 0;
+        long value = 0;
+        int digits = 0;
         foreach (byte c in text[(at + 6)..])
         {
             if (c is (byte)'\t' or (byte)' ') continue;
-            if (c is < (byte)'0' or > (byte)'7') break;
-            flags = flags * 8 + (c - '0');
+            if (c is < (byte)'0' or > (byte)'7' || value > int.MaxValue) break;
+            value = value * 8 + (c - '0');
+            digits++;
         }
-        return (flags & 0x80000) != 0;
+        flags = (int)value;
+        return digits > 0 && value <= int.MaxValue;
     }
 
     /// <summary>A directory fd of /proc/TID/fdinfo; one of a dead task answers ENOENT and is reopened.</summary>
