@@ -18,16 +18,31 @@ public static class FilterPlan
     private static ArgCondition FastOpenFlag(int arg) => new(arg, ArgOp.MaskedEqual, MsgFastOpen, MsgFastOpen);
 
     private static readonly ConditionalWeakTable<Policy, object> DatagramPolicies = new();
+    private static readonly ConditionalWeakTable<Policy, object> GuardedSendPolicies = new();
 
     /// <summary>True when a unix/directory rule redirects UDP sockets ("protocol": "udp"): datagram calls are then trapped.</summary>
     public static bool HasDatagramRules(Policy policy) =>
         (bool)DatagramPolicies.GetValue(policy, p => p.Rules.Any(r => r.Action is RedirectAction && r.Protocol == RuleProtocol.Udp));
+
+    /// <summary>
+    /// True when a reject rule can refuse a UDP destination (protocol "udp" or "any", for connect: a send is
+    /// decided as a connect). An unconnected UDP socket names its destination on every send, so such a policy
+    /// must see the sends that can carry an address, or a sendto would go past the rule. blockInet needs
+    /// nothing here: it refuses socket() itself.
+    /// </summary>
+    public static bool HasDatagramRejects(Policy policy) =>
+        (bool)GuardedSendPolicies.GetValue(policy, p => p.Rules.Any(r => r.Action is RejectAction && !r.MatchesUnixSockets
+            && r.Protocol is RuleProtocol.Udp or RuleProtocol.Any && r.Direction is RuleDirection.Any or RuleDirection.Connect));
+
+    /// <summary>True when sends that can name an address are trapped and decided by the datagram code (<see cref="HasDatagramRules"/> or <see cref="HasDatagramRejects"/>).</summary>
+    public static bool TrapsDatagramSends(Policy policy) => HasDatagramRules(policy) || HasDatagramRejects(policy);
 
     public static IReadOnlyList<SyscallRule> For(Policy policy)
     {
         var rules = new List<SyscallRule>();
         bool decides = policy.Rules.Any(r => r.Action is not AllowAction);
         bool datagrams = HasDatagramRules(policy);
+        bool sends = datagrams || HasDatagramRejects(policy);
         if (decides)
         {
             rules.Add(new(Syscalls.Connect, FilterAction.Notify));
@@ -35,7 +50,7 @@ public static class FilterPlan
             // MSG_FASTOPEN makes a send connect (TCP Fast Open): trapped with that flag only, so the data path
             // (every other send) stays at full speed. The flags are arg 3 of sendto/sendmmsg, arg 2 of sendmsg.
             rules.Add(new(Syscalls.SendTo, FilterAction.Notify, FastOpenFlag(3)));
-            if (!datagrams)
+            if (!sends)
             {
                 rules.Add(new(Syscalls.SendMsg, FilterAction.Notify, FastOpenFlag(2)));
                 rules.Add(new(Syscalls.SendMmsg, FilterAction.Notify, FastOpenFlag(3)));
@@ -65,16 +80,23 @@ public static class FilterPlan
                 rules.Add(new(Syscalls.Accept4, FilterAction.Notify, wantsAddress));
             }
         }
-        if (datagrams)
+        if (sends)
         {
             // A datagram's address is arg 4 of sendto/recvfrom, a register: only calls that name one are trapped,
             // so the data path of connected sockets (TCP's included) stays untrapped.
             var namesAddress = new ArgCondition(4, ArgOp.NotEqual, 0, ArgCondition.FullMask);
             rules.Add(new(Syscalls.SendTo, FilterAction.Notify, namesAddress));
-            rules.Add(new(Syscalls.RecvFrom, FilterAction.Notify, namesAddress));
             // msg_name lies inside the msghdr, in the program's memory, out of BPF's sight: every call is trapped.
-            foreach (int call in (int[])[Syscalls.SendMsg, Syscalls.SendMmsg, Syscalls.RecvMsg, Syscalls.RecvMmsg])
-                rules.Add(new(call, FilterAction.Notify));
+            rules.Add(new(Syscalls.SendMsg, FilterAction.Notify));
+            rules.Add(new(Syscalls.SendMmsg, FilterAction.Notify));
+        }
+        if (datagrams)
+        {
+            // Receives report senders of redirected sockets; a reject rule is about destinations, so a policy
+            // that only rejects leaves them alone.
+            rules.Add(new(Syscalls.RecvFrom, FilterAction.Notify, new ArgCondition(4, ArgOp.NotEqual, 0, ArgCondition.FullMask)));
+            rules.Add(new(Syscalls.RecvMsg, FilterAction.Notify));
+            rules.Add(new(Syscalls.RecvMmsg, FilterAction.Notify));
         }
         if (policy.BlockInet6)
             rules.Add(new(Syscalls.Socket, FilterAction.Errno(Errors.EAFNOSUPPORT), new ArgCondition(0, ArgOp.Equal, AfInet6)));

@@ -79,8 +79,8 @@ internal sealed partial class Redirector : IDisposable
             Syscalls.Shutdown => Shutdown(r),
             Syscalls.Accept => Accept(r, flags: 0),
             Syscalls.Accept4 => Accept(r, flags: (int)r.A3),
-            // Without datagram rules the filter traps these only with MSG_FASTOPEN: a connect in disguise.
-            Syscalls.SendTo or Syscalls.SendMsg or Syscalls.SendMmsg => FilterPlan.HasDatagramRules(_policy) ? DatagramSend(r) : FastOpen(r),
+            // Without datagram rules or UDP rejects the filter traps these only with MSG_FASTOPEN: a connect in disguise.
+            Syscalls.SendTo or Syscalls.SendMsg or Syscalls.SendMmsg => FilterPlan.TrapsDatagramSends(_policy) ? DatagramSend(r) : FastOpen(r),
             Syscalls.RecvFrom or Syscalls.RecvMsg or Syscalls.RecvMmsg => DatagramReceive(r),
             _ => Outcome.Continue,
         };

@@ -11,7 +11,8 @@ public class FastOpenFilterTests
     private const int EBadF = 9;
 
     private const string Redirect = """{ "rules": [ { "address": "127.0.0.0/8", "directory": "/tmp/x" } ] }""";
-    private const string RejectOnly = """{ "rules": [ { "address": "10.0.0.0/8", "reject": "EACCES" } ] }""";
+    // TCP only: a reject that applies to UDP traps every sendmsg and each sendto with an address (DatagramFilterPlanTests).
+    private const string RejectOnly = """{ "rules": [ { "protocol": "tcp", "address": "10.0.0.0/8", "reject": "EACCES" } ] }""";
     private const string AllowOnly = """{ "rules": [ { "address": "0.0.0.0/0", "allow": true } ] }""";
 
     private static SeccompProgram Compile(string json) => FilterCompiler.Compile(FilterPlan.For(Policy.Parse(json, "test.json")));

@@ -17,9 +17,13 @@ public class FilterPlanTests
     [Fact]
     public void DataPathCallsAreNeverTrapped()
     {
-        foreach (var policy in (string[])[Redirect, RejectOnly, AllowOnly, """{ "acceptConvert": "all", "rules": [ { "directory": "/tmp/x" } ] }"""])
+        const string RejectTcp = """{ "rules": [ { "protocol": "tcp", "address": "10.0.0.0/8", "reject": "EACCES" } ] }""";
+        foreach (var policy in (string[])[Redirect, RejectTcp, AllowOnly, """{ "acceptConvert": "all", "rules": [ { "directory": "/tmp/x" } ] }"""])
             foreach (int nr in (int[])[0 /* read */, 1 /* write */, Syscalls.SendTo, Syscalls.RecvFrom, Syscalls.SendMsg, Syscalls.RecvMsg, Syscalls.Listen, Syscalls.Socket])
                 Assert.Equal(SeccompAction.Allow, Decide(policy, SeccompData.X86_64(nr, 3, 0x1000, 1, 0, 0)));
+        // A reject that applies to UDP must see sendmsg (msg_name may name a rejected destination): DatagramFilterPlanTests.
+        foreach (int nr in (int[])[0 /* read */, 1 /* write */, Syscalls.SendTo, Syscalls.RecvFrom, Syscalls.RecvMsg, Syscalls.Listen, Syscalls.Socket])
+            Assert.Equal(SeccompAction.Allow, Decide(RejectOnly, SeccompData.X86_64(nr, 3, 0x1000, 1, 0, 0)));
     }
 
     [Fact]

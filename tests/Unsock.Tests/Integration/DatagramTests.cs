@@ -251,20 +251,23 @@ public class DatagramTests : IntegrationTest
     }
 
     [Theory]
-    [InlineData("sendto")]
-    [InlineData("sendmsg")]
-    [InlineData("name")]
-    public void FlippingTheDestinationNeverGetsPastARejectRule(string mode)
+    [InlineData("sendto", true)]
+    [InlineData("sendmsg", true)]
+    [InlineData("name", true)]
+    [InlineData("sendto", false)]
+    [InlineData("sendmsg", false)]
+    [InlineData("name", false)]
+    public void FlippingTheDestinationNeverGetsPastARejectRule(string mode, bool withRedirectRule)
     {
         using var dir = new TempDir();
         using var allowed = new UdpCounter();
         using var victim = new UdpCounter();
-        // A reject rule for the victim's port, and a udp redirect rule (so that datagram calls are trapped) that
-        // covers neither real port.
+        // A reject rule for the victim's port, alone or with a udp redirect rule that covers neither real port:
+        // either way the sends are trapped, and the datagrams go out on a plain UDP socket.
+        string redirect = withRedirectRule ? $$""", { "protocol": "udp", "address": "127.0.0.2", "directory": "{{dir.Path}}/socks" }""" : "";
         string policy = Policies.Write(dir, $$"""
             { "rules": [
-                { "protocol": "udp", "address": "127.0.0.1", "port": {{victim.Port}}, "reject": "EACCES" },
-                { "protocol": "udp", "address": "127.0.0.2", "directory": "{{dir.Path}}/socks" }
+                { "protocol": "udp", "address": "127.0.0.1", "port": {{victim.Port}}, "reject": "EACCES" }{{redirect}}
             ] }
             """);
         const int Tries = 20000;
@@ -273,10 +276,43 @@ public class DatagramTests : IntegrationTest
         // Loopback UDP queues a datagram within sendto: once a marker sent now has been counted, so has all before it.
         allowed.Drain();
         victim.Drain();
-        Console.WriteLine($"dgramflip {mode}: {attacker.Stdout.Trim()}, allowed port received {allowed.Received}, rejected port received {victim.Received}");
+        Console.WriteLine($"dgramflip {mode} (redirect rule: {withRedirectRule}): {attacker.Stdout.Trim()}, allowed port received {allowed.Received}, rejected port received {victim.Received}");
         Assert.Equal(0, victim.Received);
         Assert.True(allowed.Received > 0, $"nothing reached the allowed port: {attacker.Stdout}");
         Assert.Contains($"tries {Tries}", attacker.Stdout);
+    }
+
+    /// <summary>
+    /// A policy that rejects UDP destinations but redirects none: unconnected sendto and sendmsg from a plain UDP
+    /// socket are decided as connect is (the rule's errno, nothing sent), and what the rules allow arrives.
+    /// </summary>
+    [Theory]
+    [InlineData("everything")]
+    [InlineData("udp port")]
+    public void RejectRulesStopUnconnectedSendsWithoutAnyRedirectRule(string kind)
+    {
+        using var dir = new TempDir();
+        using var victim = new UdpCounter();
+        using var allowed = new UdpCounter();
+        string policy = Policies.Write(dir, kind == "everything"
+            ? """{ "rules": [ { "address": "0.0.0.0/0", "reject": "EACCES" } ] }"""
+            : $$"""{ "rules": [ { "protocol": "udp", "address": "127.0.0.0/8", "port": {{victim.Port}}, "reject": "EPERM" } ] }""");
+        string errno = kind == "everything" ? "EACCES" : "EPERM";
+        const int Count = 100;
+        using var run = Launch(policy, Py, DgramProbe, "sends", "127.0.0.1", Count.ToString(), victim.Port.ToString(), allowed.Port.ToString());
+        Assert.True(0 == run.WaitForExit(Long), run.Describe());
+        allowed.Drain();
+        victim.Drain();
+        var ends = Line(run.Stdout, "sends").GetProperty("sends");
+        Console.WriteLine($"reject {kind}: {ends}, rejected port received {victim.Received}, allowed port received {allowed.Received}");
+        Assert.Equal(0, victim.Received);
+        foreach (string call in (string[])["sendto", "sendmsg"])
+        {
+            Assert.Equal($$"""{"{{errno}}":{{Count}}}""", ends.GetProperty(victim.Port.ToString()).GetProperty(call).GetRawText().Replace(" ", ""));
+            Assert.Equal(kind == "everything" ? $$"""{"EACCES":{{Count}}}""" : $$"""{"OK":{{Count}}}""",
+                ends.GetProperty(allowed.Port.ToString()).GetProperty(call).GetRawText().Replace(" ", ""));
+        }
+        Assert.Equal(kind == "everything" ? 0 : 2 * Count, allowed.Received);
     }
 
     [Fact]

@@ -288,6 +288,30 @@ def once(action, host, port):
         out(action=action, port=port, result=err_name(e.errno))
 
 
+def sends(host, count, ports):
+    """COUNT sendto and COUNT sendmsg with the address from one plain (unconnected) UDP socket to each port, no
+    retries: prints how each call ended, by errno name, per port."""
+    s = socket.socket(family(host), socket.SOCK_DGRAM)
+    result = {}
+    for port in ports:
+        ends = {"sendto": {}, "sendmsg": {}}
+        for call in ("sendto", "sendmsg"):
+            for i in range(count):
+                try:
+                    if call == "sendto":
+                        s.sendto(b"to%d" % i, (host, port))
+                    else:
+                        s.sendmsg([b"msg", b"%d" % i], [], 0, (host, port))
+                    name = "OK"
+                except OSError as e:
+                    name = err_name(e.errno)
+                ends[call][name] = ends[call].get(name, 0) + 1
+                if i % 64 == 63:
+                    time.sleep(0.01)  # let the receiver drain: a full buffer only drops, it proves nothing
+        result[str(port)] = ends
+    out(sends=result)
+
+
 def waiters(host, base, count, seconds):
     """COUNT threads block in recvfrom on COUNT sockets for SECONDS, then the process exits with them waiting."""
     import threading
@@ -353,6 +377,8 @@ def main():
         flood(args[0], int(args[1]), args[2])
     elif cmd == "once":
         once(args[0], args[1], int(args[2]))
+    elif cmd == "sends":
+        sends(args[0], int(args[1]), [int(p) for p in args[2:]])
     elif cmd == "waiters":
         waiters(args[0], int(args[1]), int(args[2]), float(args[3]))
     elif cmd == "unix-server":
