@@ -40,7 +40,7 @@ public class NotificationEngineTests
     internal static Policy PolicyFor(TempDir dir, string name, string top = "") =>
         Policy.Load(Integration.Policies.Write(dir, $$"""{ {{top}} "rules": [ { "address": "127.0.0.0/8", "directory": "{{dir.Path}}/{{name}}" } ] }""", name + ".json"));
 
-    private sealed class TestMeterFactory : IMeterFactory
+    internal sealed class TestMeterFactory : IMeterFactory
     {
         public readonly List<Meter> Meters = new();
 

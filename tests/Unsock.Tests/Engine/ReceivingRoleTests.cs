@@ -17,24 +17,9 @@ public class ReceivingRoleTests
     private static string Py => Integration.Launcher.Python;
     private static string EngineProbe => Integration.Launcher.Program("engineprobe.py");
 
-    private static (int Listener, int Pid) SpawnFiltered(Policy policy, string script)
-    {
-        var program = FilterCompiler.Compile(FilterPlan.For(policy));
-        using var prepared = new Spawn.Prepared("/bin/sh", ["sh", "-c", script], [], 0);
-        int listener = -1, pid = 0, error = 0;
-        var t = new Thread(() =>
-        {
-            listener = SeccompFilter.InstallWithListener(program, waitKillableRecv: true);
-            error = prepared.Run(out pid);
-        });
-        t.Start();
-        t.Join();
-        Assert.Equal(0, error);
-        return (listener, pid);
-    }
+    private static (int Listener, int Pid) SpawnFiltered(Policy policy, string script) => NotificationEngineTests.SpawnFiltered(policy, script);
 
-    private static Policy PolicyFor(TempDir dir) =>
-        Policy.Load(Integration.Policies.Write(dir, $$"""{ "rules": [ { "address": "127.0.0.0/8", "directory": "{{dir.Path}}/socks" } ] }""", "p.json"));
+    private static Policy PolicyFor(TempDir dir) => NotificationEngineTests.PolicyFor(dir, "socks");
 
     [Fact]
     public void CallsOneAfterAnotherAreAnsweredByOneThreadWithoutHandingOver()

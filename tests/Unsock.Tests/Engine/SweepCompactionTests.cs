@@ -41,28 +41,11 @@ public class SweepCompactionTests
         for (int i = 0; i < 10000; i++) Assert.False(steady.Observe(i % 2 == 0 ? 50000 : 6300));
     }
 
-    private sealed class TestMeterFactory : IMeterFactory
-    {
-        public readonly List<Meter> Meters = new();
-
-        public Meter Create(MeterOptions options)
-        {
-            var m = new Meter(options);
-            lock (Meters) Meters.Add(m);
-            return m;
-        }
-
-        public void Dispose()
-        {
-            foreach (var m in Meters) m.Dispose();
-        }
-    }
-
     [Fact]
     public void TheEngineCompactsOnceTheConnectionsOfABurstAreSwept()
     {
         using var dir = new TempDir();
-        using var meters = new TestMeterFactory();
+        using var meters = new NotificationEngineTests.TestMeterFactory();
         long compactions = 0;
         using var listener = new MeterListener();
         listener.InstrumentPublished = (instrument, l) =>
@@ -75,19 +58,9 @@ public class SweepCompactionTests
         var options = new EngineOptions { SweepInterval = TimeSpan.FromMilliseconds(20), CompactAfterRecords = 8 };
         using var engine = new NotificationEngine(Options.Create(options), null, meters);
         engine.Start();
-        var policy = Policy.Load(Integration.Policies.Write(dir, $$"""{ "rules": [ { "address": "127.0.0.0/8", "directory": "{{dir.Path}}/socks" } ] }""", "p.json"));
-        var program = FilterCompiler.Compile(FilterPlan.For(policy));
+        var policy = NotificationEngineTests.PolicyFor(dir, "socks");
         string script = $"{Integration.Launcher.Python} {Integration.Launcher.Program("engineprobe.py")} victim 127.0.0.1 9690 400 > {dir["out"]} 2>&1";
-        using var prepared = new Spawn.Prepared("/bin/sh", ["sh", "-c", script], [], 0);
-        int fd = -1, pid = 0, error = 0;
-        var t = new Thread(() =>
-        {
-            fd = SeccompFilter.InstallWithListener(program, waitKillableRecv: true);
-            error = prepared.Run(out pid);
-        });
-        t.Start();
-        t.Join();
-        Assert.Equal(0, error);
+        var (fd, pid) = NotificationEngineTests.SpawnFiltered(policy, script);
         var attachment = engine.Attach(fd, policy, new TargetContext(pid));
         Assert.Equal(0, Spawn.WaitForExit(pid));
         Assert.Equal(2, JsonDocument.Parse(File.ReadAllText(dir["out"])).RootElement.GetProperty("family").GetInt32());
