@@ -211,14 +211,18 @@ public class NotificationEngineTests
         var log = new ListLoggerFactory();
         using var engine = new NotificationEngine(Options.Create(new EngineOptions { NotificationThreads = 2 }), log);
         engine.Start();
-        var (fdA, pidA) = SpawnFiltered(PolicyFor(dir, "a"), $"{Py} {NetProbe} never-accept 127.0.0.1 9620");
+        var (fdA, pidA) = SpawnFiltered(PolicyFor(dir, "a"), $"exec {Py} {NetProbe} never-accept 127.0.0.1 9620 > {dir["a.out"]} 2>&1");
         var (fdB, pidB) = SpawnFiltered(PolicyFor(dir, "b"),
             $"for i in $(seq 1 400); do {Py} {EngineProbe} victim 127.0.0.1 9621 3 >> {dir["b.out"]} || break; [ -e {dir["stop"]} ] && break; done");
         var a = engine.Attach(fdA, PolicyFor(dir, "a"), new TargetContext(pidA));
         var b = engine.Attach(fdB, PolicyFor(dir, "b"), new TargetContext(pidB));
         try
         {
-            Assert.True(Wait.Until(() => File.Exists(dir["a/9620.sock"]) && File.Exists(dir["b.out"]), TimeSpan.FromSeconds(60)), "both programs should be served");
+            // A's bind and listen answered, not merely its file created: the file appears while the bind is still
+            // being carried out, and a fault before the socket went into the target rightly takes the file back
+            // (the target's bind then fails, and the file would belong to nobody).
+            Assert.True(Wait.Until(() => File.Exists(dir["a.out"]) && File.ReadAllText(dir["a.out"]).Contains("listening\n") && File.Exists(dir["b.out"]),
+                TimeSpan.FromSeconds(60)), "both programs should be served");
             // Our own fault, simulated: the listener's fd number now refers to something that is not a listener.
             int devNull = DevNull();
             Assert.True(Tmds.Linux.LibC.dup2(devNull, a.Listener.RawFd) >= 0);
@@ -228,6 +232,10 @@ public class NotificationEngineTests
             lock (log.Lines) Assert.Contains(log.Lines, l => l.StartsWith("Error: listener of pid", StringComparison.Ordinal));
             // Its target still runs: its socket file was not swept because of our fault.
             Assert.True(File.Exists(dir["a/9620.sock"]), "a running target's socket file was removed after our fault");
+            // And it still names the target's listener: the target runs, and a connect there reaches its backlog.
+            Assert.True(IsRunning(pidA), File.ReadAllText(dir["a.out"]));
+            using (var client = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, 0) { Blocking = false })
+                client.Connect(new System.Net.Sockets.UnixDomainSocketEndPoint(dir["a/9620.sock"]));
             int before = File.ReadAllLines(dir["b.out"]).Length;
             Assert.True(Wait.Until(() => File.ReadAllLines(dir["b.out"]).Length >= before + 3, TimeSpan.FromSeconds(30)), "the other listener's program was not served");
         }
@@ -238,6 +246,16 @@ public class NotificationEngineTests
             Spawn.WaitForExit(pidA);
             Spawn.WaitForExit(pidB);
         }
+    }
+
+    /// <summary>True while <paramref name="pid"/> has not exited (a zombie has).</summary>
+    private static bool IsRunning(int pid)
+    {
+        string stat;
+        try { stat = File.ReadAllText($"/proc/{pid}/stat"); }
+        catch (IOException) { return false; }
+        // pid (comm) state ...: comm may hold spaces and parentheses, so the state follows the last ')'.
+        return stat[stat.LastIndexOf(')') + 2] is not ('Z' or 'X');
     }
 
     /// <summary>

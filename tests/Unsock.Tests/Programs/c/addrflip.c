@@ -1,7 +1,8 @@
 // An attacker against reject rules: one thread connects (or sends with MSG_FASTOPEN) over and over
 // while another flips the shared sockaddr between what a rule rejects and what it might let through.
 // A connect that succeeds got past the policy. Usage: addrflip PORT TRIES family|address|fastopen
-// Prints "bypasses N tries N errno E" (E: the errno the last refused call saw).
+// Prints "bypasses N tries N refused E:N E:N..." (each errno the refused calls saw, and how often, by errno):
+// which errno one try sees depends on when the flips fall, so every refusal is counted, not only the last.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -41,18 +42,22 @@ int main(int argc, char **argv)
     shared.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     pthread_t t;
     pthread_create(&t, NULL, flip, NULL);
-    int bypasses = 0, lastErrno = 0;
+    static int refused[4096];
+    int bypasses = 0;
     for (int i = 0; i < tries; i++) {
         int s = socket(AF_INET, SOCK_STREAM, 0);
         if (s < 0) { perror("socket"); return 1; }
         int r = fastopen ? (int)sendto(s, "x", 1, MSG_FASTOPEN | MSG_NOSIGNAL, (struct sockaddr *)&shared, sizeof shared)
                          : connect(s, (struct sockaddr *)&shared, sizeof shared);
         if (r >= 0) bypasses++;
-        else lastErrno = errno;
+        else refused[errno > 0 && errno < 4096 ? errno : 0]++;
         close(s);
     }
     atomic_store(&stop, 1);
     pthread_join(t, NULL);
-    printf("bypasses %d tries %d errno %d\n", bypasses, tries, lastErrno);
+    printf("bypasses %d tries %d refused", bypasses, tries);
+    for (int e = 0; e < 4096; e++)
+        if (refused[e] > 0) printf(" %d:%d", e, refused[e]);
+    printf("\n");
     return 0;
 }
