@@ -154,7 +154,7 @@ internal sealed class MarkdownReport(DriverOptions o, Measurements m, IReadOnlyL
         double perTarget = m.Median("rss_per_target", BenchDriver.Embedded), perTargetX = m.Median("rss_per_target", BenchDriver.External);
         _s.AppendLine($"| VmRSS idle, 1 target (1 connection made, 1 held) | {Mb(idle1)} | {Mb(idle1X)} | < 40 MB: embedded {Verdict(idle1 < 40 * 1024)}, external {Verdict(idle1X < 40 * 1024)} |");
         _s.AppendLine($"| VmRSS idle, {o.ScaleTargets} targets (1 connection made, 1 held, each) | {Mb(m.Median("rss_idle_n", BenchDriver.Embedded))} | {Mb(m.Median("rss_idle_n", BenchDriver.External))} | |");
-        _s.AppendLine($"| per additional idle target | {F(perTarget, "F1")} KB | {F(perTargetX, "F1")} KB | < 64 KB: embedded {Verdict(perTarget < 64)}, external {Verdict(perTargetX < 64)} |");
+        _s.AppendLine($"| per additional idle target | {F(perTarget, "F1")} KB | {F(perTargetX, "F1")} KB | < 64 KB: embedded {Verdict(perTarget < 64)}, external {ServiceVerdict(perTargetX)} |");
         _s.AppendLine($"| VmHWM (peak) of the {o.ScaleTargets}-target storm above | {Mb(m.Median("rss_peak_storm", BenchDriver.Embedded))} | {Mb(m.Median("rss_peak_storm", BenchDriver.External))} | |");
         _s.AppendLine($"| VmRSS after that storm, targets idle | {Mb(m.Median("rss_after_storm", BenchDriver.Embedded))} | {Mb(m.Median("rss_after_storm", BenchDriver.External))} | |");
         _s.AppendLine();
@@ -194,7 +194,7 @@ internal sealed class MarkdownReport(DriverOptions o, Measurements m, IReadOnlyL
         double perListener = m.Median("es_rss_per_listener", BenchDriver.Engine);
         double perListenerX = m.Median("xs_rss_per_listener", BenchDriver.Engine);
         _s.AppendLine().AppendLine($"VmRSS per additional idle listener, ({n} idle - 1 idle) / {n - 1}: bench process **{F(perListener, "F1")} KB** (target < 64 KB: {Verdict(perListener < 64)}),");
-        _s.AppendLine($"supervisor service **{F(perListenerX, "F1")} KB** (target < 64 KB: {Verdict(perListenerX < 64)});");
+        _s.AppendLine($"supervisor service **{F(perListenerX, "F1")} KB** (target < 64 KB: {ServiceVerdict(perListenerX)});");
         _s.AppendLine($"managed heap per additional idle listener in the bench process (live objects after a full GC, which VmRSS may hide in heap already committed): {F(m.Median("es_heap_per_listener", BenchDriver.Engine), "F1")} KB.").AppendLine();
         _s.AppendLine($"Short connections (connect, 1-byte request, 1-byte answer, close) of targets to their own listeners for {secs} s;");
         _s.AppendLine("every connect is a notification of that target's listener. Rate = all connections / (last end - first start).").AppendLine();
@@ -249,6 +249,10 @@ internal sealed class MarkdownReport(DriverOptions o, Measurements m, IReadOnlyL
     private string Seconds => $"{o.Seconds.ToString(CultureInfo.InvariantCulture)} s";
 
     private static string Verdict(bool met) => met ? "met" : "**missed**";
+
+    /// <summary>A difference of the service's VmRSS: below zero its GC freed more between the readings than the targets added.</summary>
+    private static string ServiceVerdict(double perTargetKb) =>
+        perTargetKb < 0 ? "not measured (below zero: the service's GC ran between the readings)" : Verdict(perTargetKb < 64);
     private static string Ratio(double r) => double.IsNaN(r) ? "n/a" : $"{r:F2}x";
     private static string F(double v, string format) => double.IsNaN(v) ? "n/a" : v.ToString(format, CultureInfo.InvariantCulture);
     private static string Mb(double kb) => double.IsNaN(kb) ? "n/a" : $"{kb / 1024:F1} MB";
