@@ -15,6 +15,9 @@ namespace Unsock.Bench;
 /// N targets (engine-target), each with its own filter and listener attached to that engine. Measures this
 /// process's threads, fds and VmRSS with 1 and with N idle attached listeners, and connections/s of one
 /// target alone, of one target among N-1 idle ones, and of all N at once.
+/// With <see cref="External"/> the engine is a running supervisor service's instead: each target starts under
+/// <c>unsock-launch --supervisor</c> (which registers, hands over its listener and execs the target in place) and
+/// the footprint is the supervisor process's.
 /// </summary>
 internal sealed unsafe class EngineScale : IDisposable
 {
@@ -25,12 +28,14 @@ internal sealed unsafe class EngineScale : IDisposable
     private readonly int _listeners;
     private readonly double _seconds;
     private readonly string _work, _phaseFile;
-    private readonly Policy _policy;
-    private readonly SeccompProgram _program;
-    private readonly NotificationEngine _engine;
+    private readonly string _policyFile;
+    private readonly External? _external;
+    private readonly Policy? _policy;
+    private readonly SeccompProgram? _program;
+    private readonly NotificationEngine? _engine;
     private readonly int _reportRead, _reportWrite, _parentRead, _parentWrite;
     private readonly object _gate = new();
-    private readonly List<(int Pid, ListenerAttachment Attachment)> _targets = new();
+    private readonly List<(int Pid, ListenerAttachment? Attachment)> _targets = new();
     private readonly StringBuilder _pending = new();
     private readonly HashSet<int> _ready = new();
     private readonly ManualResetEventSlim _stopped = new();
@@ -38,13 +43,20 @@ internal sealed unsafe class EngineScale : IDisposable
 
     private static readonly string[] EngineThreadNames = ["unsock-notify-", "unsock-poller", "unsock-sweep"];
 
-    /// <summary>What /proc says about this process: the supervisor's footprint.</summary>
+    /// <summary>A supervisor service to attach the targets to: its control socket, its pid, and the launcher that talks to it.</summary>
+    public sealed record External(string Socket, int Pid, string Launcher);
+
+    /// <summary>
+    /// What /proc says about the process that hosts the engine (this one, or the supervisor service): the
+    /// supervisor's footprint. The managed heap is known of this process only (-1 for another).
+    /// </summary>
     private readonly record struct Footprint(int Threads, int EngineThreads, int Fds, long RssKb, long HeapKb)
     {
-        public static Footprint Now()
+        public static Footprint Now(int pid)
         {
+            bool self = pid == Environment.ProcessId;
             int threads = 0, engineThreads = 0;
-            foreach (var task in Directory.EnumerateDirectories("/proc/self/task"))
+            foreach (var task in Directory.EnumerateDirectories($"/proc/{pid}/task"))
             {
                 threads++;
                 try
@@ -54,9 +66,9 @@ internal sealed unsafe class EngineScale : IDisposable
                 }
                 catch (IOException) { } // a thread that ended meanwhile
             }
-            // Minus the directory fd the enumeration itself holds open.
-            int fds = Directory.EnumerateFileSystemEntries("/proc/self/fd").Count() - 1;
-            return new(threads, engineThreads, fds, Driver.ChildProcess.StatusKb(Environment.ProcessId, "VmRSS"), GC.GetTotalMemory(false) / 1024);
+            // Minus the directory fd the enumeration itself holds open (ours only).
+            int fds = Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd").Count() - (self ? 1 : 0);
+            return new(threads, engineThreads, fds, Driver.ChildProcess.StatusKb(pid, "VmRSS"), self ? GC.GetTotalMemory(false) / 1024 : -1);
         }
 
         public static Footprint Max(Footprint a, Footprint b) =>
@@ -65,13 +77,13 @@ internal sealed unsafe class EngineScale : IDisposable
         public string Keys(string prefix) => $"{prefix}_threads={Threads} {prefix}_engine_threads={EngineThreads} {prefix}_fds={Fds} {prefix}_rss_kb={RssKb} {prefix}_heap_kb={HeapKb}";
     }
 
-    public static string Run(int listeners, double seconds, string? work)
+    public static string Run(int listeners, double seconds, string? work, External? external)
     {
         if (listeners < 2 || listeners > MaxListeners) throw new BenchUsageException($"--listeners {listeners}: expected 2 to {MaxListeners}");
         work = Path.GetFullPath(work ?? Path.Combine(Path.GetTempPath(), $"unsock-engine-scale.{Environment.ProcessId}"));
         if (Directory.Exists(work) && Directory.EnumerateFileSystemEntries(work).Any())
             throw new BenchUsageException($"--work {work}: exists and is not empty (it is removed at the end)");
-        using var scale = new EngineScale(listeners, seconds, work);
+        using var scale = new EngineScale(listeners, seconds, work, external);
         // Ctrl-C and SIGTERM stop the targets and remove the work dir before we go.
         using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx => scale.Abandon(ctx, 130));
         using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => scale.Abandon(ctx, 143));
@@ -79,21 +91,23 @@ internal sealed unsafe class EngineScale : IDisposable
         return scale.Measure();
     }
 
-    private EngineScale(int listeners, double seconds, string work)
+    private EngineScale(int listeners, double seconds, string work, External? external)
     {
+        _external = external;
         _listeners = listeners;
         _seconds = seconds;
         _work = work;
         string socks = Path.Combine(work, "socks");
         Directory.CreateDirectory(socks);
         _phaseFile = Path.Combine(work, "phase");
-        string policyFile = Path.Combine(work, "policy.json");
-        File.WriteAllText(policyFile, $$"""{ "rules": [ { "address": "127.0.0.0/8", "directory": "{{socks}}" } ] }""" + "\n");
-        _policy = Policy.Load(policyFile);
-        _program = FilterCompiler.Compile(FilterPlan.For(_policy));
+        _policyFile = Path.Combine(work, "policy.json");
+        File.WriteAllText(_policyFile, $$"""{ "rules": [ { "address": "127.0.0.0/8", "directory": "{{socks}}" } ] }""" + "\n");
         // Targets write lines to one pipe; they hold the read end of another whose end tells them we are gone.
         (_reportRead, _reportWrite) = Pipe(inheritRead: false, inheritWrite: true);
         (_parentRead, _parentWrite) = Pipe(inheritRead: true, inheritWrite: false);
+        if (external is not null) return; // the supervisor compiles the filter and hosts the engine
+        _policy = Policy.Load(_policyFile);
+        _program = FilterCompiler.Compile(FilterPlan.For(_policy));
         _engine = new NotificationEngine();
         // The socket files are made by us for the targets: nobody else may use them before the chmod.
         SupervisorProcess.RestrictUmask();
@@ -105,7 +119,8 @@ internal sealed unsafe class EngineScale : IDisposable
         var bench = Environment.ProcessPath ?? throw new BenchIoException("cannot tell the path of unsock-bench itself", 0);
         var started = Stopwatch.GetTimestamp();
         var none = Settled();
-        Progress($"engine started (default options), nothing attached: {Describe(none)}");
+        Progress(_external is null ? $"engine started (default options), nothing attached: {Describe(none)}"
+            : $"supervisor pid {_external.Pid} at {_external.Socket}, before our targets: {Describe(none)}");
 
         SpawnTargets(bench, 1, 1);
         double alone = Phase(1, 1).Rate;
@@ -118,7 +133,8 @@ internal sealed unsafe class EngineScale : IDisposable
         var all = Settled();
         double perListener = (all.RssKb - one.RssKb) / (double)(_listeners - 1);
         double heapPerListener = (all.HeapKb - one.HeapKb) / (double)(_listeners - 1);
-        Progress($"{_listeners} idle listeners: {Describe(all)}; per additional idle listener {perListener:F1} KB of VmRSS, {heapPerListener:F1} KB of managed heap");
+        Progress($"{_listeners} idle listeners: {Describe(all)}; per additional idle listener {perListener:F1} KB of VmRSS" +
+                 (_external is null ? $", {heapPerListener:F1} KB of managed heap" : ""));
         double among = Phase(1, 1).Rate;
         Progress($"1 target, {_listeners - 1} others idle: {among:F0} connections/s");
         var (aggregate, total, busy) = Phase(1, _listeners);
@@ -128,24 +144,34 @@ internal sealed unsafe class EngineScale : IDisposable
         Progress($"done in {Stopwatch.GetElapsedTime(started).TotalSeconds:F0} s; stopping the targets");
 
         return string.Join(' ',
-            $"listeners={_listeners}", none.Keys("none"), one.Keys("idle1"), all.Keys("idle_n"),
+            $"listeners={_listeners}", $"engine={(_external is null ? "in-process" : "supervisor")}", none.Keys("none"), one.Keys("idle1"), all.Keys("idle_n"),
             $"rss_per_listener_kb={perListener.ToString("F1", CultureInfo.InvariantCulture)}",
-            $"heap_per_listener_kb={heapPerListener.ToString("F1", CultureInfo.InvariantCulture)}",
+            // Another process's managed heap is not visible from here (its keys say -1).
+            _external is null ? $"heap_per_listener_kb={heapPerListener.ToString("F1", CultureInfo.InvariantCulture)}" : "",
             $"one_alone_conn_per_s={alone:F0}", $"one_among_n_conn_per_s={among:F0}",
             $"all_conn_per_s={aggregate:F0}", $"all_conns={total}", busy.Keys("busy"), after.Keys("after"));
     }
 
     private static string Describe(Footprint f) =>
-        $"{f.Threads} threads ({f.EngineThreads} of the engine), {f.Fds} fds, VmRSS {f.RssKb / 1024.0:F1} MB, managed heap {f.HeapKb / 1024.0:F1} MB";
+        $"{f.Threads} threads ({f.EngineThreads} of the engine), {f.Fds} fds, VmRSS {f.RssKb / 1024.0:F1} MB" +
+        (f.HeapKb >= 0 ? $", managed heap {f.HeapKb / 1024.0:F1} MB" : "");
 
-    /// <summary>The footprint once the engine's 1 s sweep has passed and garbage (with what finalizers free) is collected.</summary>
-    private static Footprint Settled()
+    private int EnginePid => _external?.Pid ?? Environment.ProcessId;
+
+    /// <summary>
+    /// The footprint once the engine's 1 s sweep has passed and, in this process, garbage (with what finalizers
+    /// free) is collected; the supervisor's garbage is collected when its own GC decides.
+    /// </summary>
+    private Footprint Settled()
     {
         Thread.Sleep(1500);
-        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
-        GC.WaitForPendingFinalizers();
-        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
-        return Footprint.Now();
+        if (_external is null)
+        {
+            GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+            GC.WaitForPendingFinalizers();
+            GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+        }
+        return Footprint.Now(EnginePid);
     }
 
     /// <summary>Starts targets <paramref name="first"/>..<paramref name="last"/> and waits until each holds its connection.</summary>
@@ -157,10 +183,20 @@ internal sealed unsafe class EngineScale : IDisposable
             lock (_gate)
             {
                 if (_closed) throw new BenchIoException("stopped", 0);
-                var (listener, pid) = FilteredSpawn.Start(_program, [bench, "engine-target", "--index", $"{i}", "--port", $"{FirstPort + i}",
-                    "--report", $"{_reportWrite}", "--parent", $"{_parentRead}", "--phase", _phaseFile]);
-                var attachment = _engine.Attach(listener, _policy, new TargetContext(pid, Command: $"unsock-bench engine-target --index {i}"));
-                _targets.Add((pid, attachment));
+                string[] target = [bench, "engine-target", "--index", $"{i}", "--port", $"{FirstPort + i}",
+                    "--report", $"{_reportWrite}", "--parent", $"{_parentRead}", "--phase", _phaseFile];
+                if (_external is { } x)
+                {
+                    // The launcher registers with the supervisor, hands it the listener and becomes the target (same pid).
+                    var (_, launched) = FilteredSpawn.Start(null, [x.Launcher, "--supervisor", x.Socket, "--policy", _policyFile, "--", .. target]);
+                    _targets.Add((launched, null));
+                }
+                else
+                {
+                    var (listener, pid) = FilteredSpawn.Start(_program, target);
+                    var attachment = _engine!.Attach(listener, _policy!, new TargetContext(pid, Command: $"unsock-bench engine-target --index {i}"));
+                    _targets.Add((pid, attachment));
+                }
             }
             // Keep the pipe drained while spawning, so that no target waits on a full pipe.
             ReadReports(0, _ => { });
@@ -171,6 +207,12 @@ internal sealed unsafe class EngineScale : IDisposable
             if (Stopwatch.GetTimestamp() > deadline)
                 throw new BenchIoException($"targets {first}-{last}: only {_ready.Count(i => i >= first && i <= last)} ready after {Stopwatch.GetElapsedTime(t).TotalSeconds:F0} s", 0);
             ReadReports(200, _ => { });
+            // A launcher the supervisor refused exits (status 125, its reason on stderr): say so now rather than at the deadline.
+            if (_external is not null)
+                lock (_gate)
+                    for (int i = first; i <= last; i++)
+                        if (!_ready.Contains(i) && FilteredSpawn.Reap(_targets[i - 1].Pid, FilteredSpawn.WNoHang) > 0)
+                            throw new BenchIoException($"target {i} (pid {_targets[i - 1].Pid}) exited before it was ready; see the launcher's message above", 0);
         }
         Progress($"targets {first}-{last} started and holding a connection in {Stopwatch.GetElapsedTime(t).TotalSeconds:F1} s");
     }
@@ -191,7 +233,7 @@ internal sealed unsafe class EngineScale : IDisposable
             for (int i = first; i <= last; i++)
                 if (kill(_targets[i - 1].Pid, SigUsr1) < 0) throw new BenchIoException($"kill target {i}", errno);
         var done = new Dictionary<int, string>();
-        var busy = Footprint.Now();
+        var busy = Footprint.Now(EnginePid);
         var deadline = startAt + (long)((_seconds + 60 + 0.05 * count) * Stopwatch.Frequency);
         while (done.Count < count)
         {
@@ -202,7 +244,7 @@ internal sealed unsafe class EngineScale : IDisposable
                 var words = line.Split(' ', 3);
                 if (words[0] == "done" && int.Parse(words[1], CultureInfo.InvariantCulture) is int i && i >= first && i <= last) done[i] = words[2];
             });
-            busy = Footprint.Max(busy, Footprint.Now());
+            busy = Footprint.Max(busy, Footprint.Now(EnginePid));
         }
         long firstStart = long.MaxValue, lastEnd = long.MinValue, total = 0;
         foreach (var result in done.Values)
@@ -261,7 +303,7 @@ internal sealed unsafe class EngineScale : IDisposable
     /// </summary>
     public void Dispose()
     {
-        List<(int Pid, ListenerAttachment Attachment)> targets;
+        List<(int Pid, ListenerAttachment? Attachment)> targets;
         bool first;
         lock (_gate)
         {
@@ -284,7 +326,7 @@ internal sealed unsafe class EngineScale : IDisposable
         }
     }
 
-    private void Stop(List<(int Pid, ListenerAttachment Attachment)> targets)
+    private void Stop(List<(int Pid, ListenerAttachment? Attachment)> targets)
     {
         foreach (var (pid, _) in targets) kill(pid, SIGTERM);
         close(_parentWrite); // a target that missed the signal sees its parent pipe end
@@ -297,8 +339,8 @@ internal sealed unsafe class EngineScale : IDisposable
         }
         foreach (int pid in running) kill(pid, SigKill);
         foreach (int pid in running) FilteredSpawn.Reap(pid, 0);
-        Task.WaitAll(targets.Select(t => t.Attachment.Completion).ToArray(), TimeSpan.FromSeconds(15));
-        _engine.Dispose();
+        Task.WaitAll(targets.Where(t => t.Attachment is not null).Select(t => t.Attachment!.Completion).ToArray(), TimeSpan.FromSeconds(15));
+        _engine?.Dispose();
         close(_reportRead);
         close(_reportWrite);
         close(_parentRead);

@@ -44,8 +44,11 @@ internal static unsafe partial class FilteredSpawn
 
     private static readonly byte** Environ = *(byte***)NativeLibrary.GetExport(NativeLibrary.Load(Libc), "environ");
 
-    /// <summary>Spawns <paramref name="argv"/> (argv[0] is the absolute path) under <paramref name="program"/>; its listener fd and pid.</summary>
-    public static (int ListenerFd, int Pid) Start(SeccompProgram program, IReadOnlyList<string> argv)
+    /// <summary>
+    /// Spawns <paramref name="argv"/> (argv[0] is the absolute path) under <paramref name="program"/>; its listener fd and pid.
+    /// Without a program the command starts unfiltered (listener -1): a launcher that gets its filter elsewhere.
+    /// </summary>
+    public static (int ListenerFd, int Pid) Start(SeccompProgram? program, IReadOnlyList<string> argv)
     {
         var blocks = new List<nint>();
         void* Alloc(int size)
@@ -86,7 +89,7 @@ internal static unsafe partial class FilteredSpawn
             {
                 try
                 {
-                    listener = SeccompFilter.InstallWithListener(program, waitKillableRecv: true);
+                    if (program is not null) listener = SeccompFilter.InstallWithListener(program, waitKillableRecv: true);
                 }
                 catch (SeccompException e)
                 {
@@ -108,7 +111,7 @@ internal static unsafe partial class FilteredSpawn
         if (failure is not null) throw new BenchIoException($"installing the filter: {failure.Message}", 0);
         if (error != 0)
         {
-            Tmds.Linux.LibC.close(listener);
+            if (listener >= 0) Tmds.Linux.LibC.close(listener);
             throw new BenchIoException($"posix_spawn {argv[0]}", error);
         }
         return (listener, pid);

@@ -21,10 +21,12 @@ internal static class Program
           syscalls --op getpid|pipe [--count 2000000]   ns per call that is not trapped
           spawn [--count 20] -- /ABS/COMMAND ARGS...    start-up time of a command
           engine-scale [--listeners 1000] [--seconds 2] [--work DIR]
-                                                        one engine in this process, N targets each with its own listener
+                       [--supervisor SOCKET --supervisor-pid PID --launcher PATH]
+                                                        one engine in this process (or the supervisor service's),
+                                                        N targets each with its own listener
           engine-target --index I --port P --report FD --parent FD --phase FILE
                                                         one target of engine-scale (started by it)
-          drive --launcher PATH --out FILE [--rounds 5] [--work DIR] [--listeners 1000] [--quick]
+          drive --launcher PATH --supervisor-bin PATH --out FILE [--rounds 5] [--work DIR] [--listeners 1000] [--quick]
         ADDR is tcp:HOST:PORT or unix:PATH.
         """;
 
@@ -51,7 +53,7 @@ internal static class Program
                     o.Text("--hold") is { } h ? BenchEndpoint.Parse(h) : null, o.Text("--release"), o.Double("--max-hold", 60)),
                 "syscalls" => SyscallLoop.Run(o.Text("--op") ?? "getpid", o.Int("--count", 2_000_000)),
                 "spawn" => SpawnTimer.Run(o.Rest, o.Int("--count", 20)),
-                "engine-scale" => EngineScale.Run(o.Int("--listeners", 1000), o.Double("--seconds", 2), o.Text("--work")),
+                "engine-scale" => EngineScale.Run(o.Int("--listeners", 1000), o.Double("--seconds", 2), o.Text("--work"), ExternalSupervisor(o)),
                 "engine-target" => EngineTarget.Run(o.Int("--index", 0), o.Int("--port", 0), o.Int("--report", -1), o.Int("--parent", -1),
                     o.Text("--phase") ?? throw new BenchUsageException("engine-target needs --phase FILE")),
                 "drive" => Done(new BenchDriver(DriverOptions.From(o)).Run()),
@@ -70,6 +72,17 @@ internal static class Program
             Console.Error.WriteLine($"unsock-bench {args[0]}: {e.Message}");
             return 1;
         }
+    }
+
+    /// <summary>engine-scale --supervisor SOCKET --supervisor-pid PID --launcher PATH: a running supervisor service instead of an engine of ours.</summary>
+    private static EngineScale.External? ExternalSupervisor(Options o)
+    {
+        if (o.Text("--supervisor") is not { } socket) return null;
+        int pid = o.Int("--supervisor-pid", 0);
+        if (pid <= 0 || !Directory.Exists($"/proc/{pid}")) throw new BenchUsageException($"--supervisor-pid {o.Text("--supervisor-pid")}: needs the pid of the running supervisor");
+        string launcher = o.Text("--launcher") ?? throw new BenchUsageException("--supervisor needs --launcher PATH (unsock-launch)");
+        if (!File.Exists(launcher)) throw new BenchUsageException($"--launcher {launcher}: no such file");
+        return new(Path.GetFullPath(socket), pid, Path.GetFullPath(launcher));
     }
 
     private static string Done(int status) => status == 0 ? "" : throw new BenchIoException("driver", 0);

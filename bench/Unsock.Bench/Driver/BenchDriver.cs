@@ -7,17 +7,21 @@ namespace Unsock.Bench.Driver;
 
 /// <summary>
 /// Runs every scenario for every variant in interleaved rounds (the order of the variants rotates from
-/// round to round) and writes the markdown report. The servers live for the whole run; every client
-/// run is a fresh process, started under the launcher for the redirected variant.
+/// round to round) and writes the markdown report. The servers and one supervisor service live for the
+/// whole run; every client run is a fresh process, started under the launcher for the redirected variants
+/// (embedded: the launcher supervises; external: the launcher hands over to the run's supervisor and execs).
 /// </summary>
 internal sealed class BenchDriver(DriverOptions o)
 {
-    public const string Tcp = "tcp", Unix = "unix", Embedded = "embedded", Alone = "alone";
+    public const string Tcp = "tcp", Unix = "unix", Embedded = "embedded", External = "external", Alone = "alone";
+
+    /// <summary>How a program is started: as it is, under an embedded launcher, or by a launcher in front of the supervisor service.</summary>
+    private enum Launch { None, Embedded, External }
     // Scenario 8's variants: the engine's states and phases, as engine-scale names them.
     public const string Engine = "engine", EngineAlone = "one-alone", EngineAmong = "one-among-n", EngineAll = "all-n";
     public static readonly string[] EngineStates = ["none", "idle1", "idle_n", "busy", "after"];
-    private const int TcpServerPort = 19001, RedirectedServerPort = 19002, TcpHoldPort = 19011, RedirectedHoldPort = 19012;
-    private const int RedisPort = 16379, RedisRedirectedPort = 16380;
+    private const int TcpServerPort = 19001, RedirectedServerPort = 19002, ExternalServerPort = 19003, TcpHoldPort = 19011, RedirectedHoldPort = 19012;
+    private const int RedisPort = 16379, RedisRedirectedPort = 16380, RedisExternalPort = 16381;
 
     private readonly Measurements _m = new(o.Rounds);
     private readonly List<string> _errors = new();
@@ -42,17 +46,26 @@ internal sealed class BenchDriver(DriverOptions o)
     private string Socks => Path.Combine(o.Work, "socks");
     private string UnixServer => Path.Combine(o.Work, "unix", "bench.sock");
     private string RedisSocket => Path.Combine(o.Work, "unix", "redis.sock");
+    private string SupervisorSocket => Path.Combine(o.Work, "supervisor", "control.sock");
     private string? _redisServer, _redisBenchmark;
+    private Process? _supervisor;
 
-    /// <summary>Where a variant's clients connect, and whether they (and their server) run under the launcher.</summary>
-    private sealed record NetVariant(string Key, string Address, string HoldAddress, bool Redirected);
+    /// <summary>Where a variant's clients connect, and how they (and their server) are started.</summary>
+    private sealed record NetVariant(string Key, string Address, string HoldAddress, Launch Launch)
+    {
+        public bool Redirected => Launch != Launch.None;
+    }
 
+    // Both redirected variants hold their idle connections of scenario 7 on the same plain listener (RedirectedHoldPort).
     private NetVariant[] NetVariants =>
     [
-        new(Tcp, $"tcp:127.0.0.1:{TcpServerPort}", $"tcp:127.0.0.1:{TcpHoldPort}", false),
-        new(Unix, $"unix:{UnixServer}", $"unix:{Path.Combine(o.Work, "unix", "hold.sock")}", false),
-        new(Embedded, $"tcp:127.0.0.1:{RedirectedServerPort}", $"tcp:127.0.0.1:{RedirectedHoldPort}", true),
+        new(Tcp, $"tcp:127.0.0.1:{TcpServerPort}", $"tcp:127.0.0.1:{TcpHoldPort}", Launch.None),
+        new(Unix, $"unix:{UnixServer}", $"unix:{Path.Combine(o.Work, "unix", "hold.sock")}", Launch.None),
+        new(Embedded, $"tcp:127.0.0.1:{RedirectedServerPort}", $"tcp:127.0.0.1:{RedirectedHoldPort}", Launch.Embedded),
+        new(External, $"tcp:127.0.0.1:{ExternalServerPort}", $"tcp:127.0.0.1:{RedirectedHoldPort}", Launch.External),
     ];
+
+    private static string KeyOf(Launch l) => l switch { Launch.Embedded => Embedded, Launch.External => External, _ => Alone };
 
     public int Run()
     {
@@ -60,7 +73,9 @@ internal sealed class BenchDriver(DriverOptions o)
         Prepare();
         try
         {
+            StartSupervisor();
             StartServers();
+            WarmUp();
             for (int round = 0; round < o.Rounds; round++)
             {
                 Progress($"round {round + 1}/{o.Rounds}");
@@ -78,6 +93,7 @@ internal sealed class BenchDriver(DriverOptions o)
         finally
         {
             foreach (var s in _servers) ChildProcess.Stop(s.Process);
+            if (_supervisor is not null) ChildProcess.Stop(_supervisor);
         }
         var elapsed = Stopwatch.GetElapsedTime(started);
         var report = new MarkdownReport(o, _m, _errors, elapsed, _redisServer is not null).Write();
@@ -99,15 +115,47 @@ internal sealed class BenchDriver(DriverOptions o)
         if (_redisBenchmark is null) _redisServer = null;
     }
 
+    /// <summary>
+    /// One supervisor service for the whole run, binding its own control socket in the work dir (no systemd), with
+    /// an empty policy directory: the launchers send the run's policy file as text (inline), as a user would.
+    /// </summary>
+    private void StartSupervisor()
+    {
+        string dir = Path.GetDirectoryName(SupervisorSocket)!;
+        Directory.CreateDirectory(Path.Combine(dir, "policies"));
+        string config = Path.Combine(dir, "supervisor.json");
+        File.WriteAllText(config, "{ }\n"); // not /etc/unsock/supervisor.json: the machine's settings stay out of the run
+        _supervisor = ChildProcess.Start(o.SupervisorBin,
+            ["--config", config, $"--Unsock:ControlSocket={SupervisorSocket}", $"--Unsock:PolicyDirectory={Path.Combine(dir, "policies")}",
+             "--Logging:LogLevel:Default=Warning"], capture: false);
+        ChildProcess.WaitUntil(() => ChildProcess.AcceptsSeqpacket(SupervisorSocket), "unsock-supervisor", _supervisor);
+        Progress($"unsock-supervisor pid {_supervisor.Id} at {SupervisorSocket}");
+    }
+
+    /// <summary>
+    /// The supervisor is JIT-compiled (the launchers are NativeAOT): a few seconds of every redirected path before
+    /// the first round, not recorded, so that round 1 does not time the JIT.
+    /// </summary>
+    private void WarmUp()
+    {
+        foreach (var v in NetVariants.Where(v => v.Redirected))
+        {
+            RunBench(v.Launch, "conn", v.Address, "--clients", "8", "--seconds", "0.5");
+            RunBench(v.Launch, "pingpong", v.Address, "--count", "2000");
+            RunBench(v.Launch, "stream", v.Address, "--seconds", "0.2");
+        }
+    }
+
     private void StartServers()
     {
-        StartBench(false, "serve", $"tcp:127.0.0.1:{TcpServerPort}");
-        StartBench(false, "serve", $"unix:{UnixServer}");
-        StartBench(true, "serve", $"tcp:127.0.0.1:{RedirectedServerPort}");
-        StartBench(false, "listen", $"tcp:127.0.0.1:{TcpHoldPort}");
-        StartBench(false, "listen", $"unix:{Path.Combine(o.Work, "unix", "hold.sock")}");
-        // The scale scenario's idle connections of the redirected variant land here without a second launcher.
-        StartBench(false, "listen", $"unix:{Path.Combine(Socks, $"{RedirectedHoldPort}.sock")}");
+        StartBench(Launch.None, "serve", $"tcp:127.0.0.1:{TcpServerPort}");
+        StartBench(Launch.None, "serve", $"unix:{UnixServer}");
+        StartBench(Launch.Embedded, "serve", $"tcp:127.0.0.1:{RedirectedServerPort}");
+        StartBench(Launch.External, "serve", $"tcp:127.0.0.1:{ExternalServerPort}");
+        StartBench(Launch.None, "listen", $"tcp:127.0.0.1:{TcpHoldPort}");
+        StartBench(Launch.None, "listen", $"unix:{Path.Combine(o.Work, "unix", "hold.sock")}");
+        // The scale scenario's idle connections of the redirected variants land here without a second launcher.
+        StartBench(Launch.None, "listen", $"unix:{Path.Combine(Socks, $"{RedirectedHoldPort}.sock")}");
         if (_redisServer is null) return;
         string[] common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning", "--dir", o.Work];
         _servers.Add(new("redis-server (native)", () =>
@@ -116,22 +164,34 @@ internal sealed class BenchDriver(DriverOptions o)
             ChildProcess.WaitUntil(() => ChildProcess.Accepts(new IPEndPoint(IPAddress.Loopback, RedisPort)) && ChildProcess.Accepts(new UnixDomainSocketEndPoint(RedisSocket)), "redis-server (native)", p);
             return p;
         }));
-        _servers.Add(new("redis-server (under the launcher)", () =>
+        foreach (var (launch, port) in new[] { (Launch.Embedded, RedisRedirectedPort), (Launch.External, RedisExternalPort) })
         {
-            var p = ChildProcess.Start(o.Launcher, ["--policy", Policy, "--", _redisServer, .. common, "--port", $"{RedisRedirectedPort}"], capture: false);
-            ChildProcess.WaitUntil(() => ChildProcess.Accepts(new UnixDomainSocketEndPoint(Path.Combine(Socks, $"{RedisRedirectedPort}.sock"))), "redis-server (under the launcher)", p);
-            return p;
-        }));
+            string name = $"redis-server ({Describe(launch)})";
+            _servers.Add(new(name, () =>
+            {
+                var (file, argv) = Command(launch, _redisServer, [.. common, "--port", $"{port}"]);
+                var p = ChildProcess.Start(file, argv, capture: false);
+                ChildProcess.WaitUntil(() => ChildProcess.Accepts(new UnixDomainSocketEndPoint(Path.Combine(Socks, $"{port}.sock"))), name, p);
+                return p;
+            }));
+        }
     }
 
-    private void StartBench(bool redirected, params string[] args)
+    private static string Describe(Launch l) => l switch
     {
-        string name = $"unsock-bench {string.Join(' ', args)}{(redirected ? " (under the launcher)" : "")}";
+        Launch.Embedded => "under the launcher",
+        Launch.External => "under the launcher, external supervisor",
+        _ => "native",
+    };
+
+    private void StartBench(Launch launch, params string[] args)
+    {
+        string name = $"unsock-bench {string.Join(' ', args)}{(launch != Launch.None ? $" ({Describe(launch)})" : "")}";
         string ready = Path.Combine(o.Work, $"ready.{_servers.Count}");
         var server = new Server(name, () =>
         {
             File.Delete(ready);
-            var (file, argv) = Command(redirected, o.Bench, [.. args, "--ready", ready]);
+            var (file, argv) = Command(launch, o.Bench, [.. args, "--ready", ready]);
             var p = ChildProcess.Start(file, argv, capture: false);
             ChildProcess.WaitUntil(() => File.Exists(ready), name, p);
             return p;
@@ -143,16 +203,26 @@ internal sealed class BenchDriver(DriverOptions o)
     /// <summary>Something outside the run may end a server (a shared machine): start it again, and say so in the report.</summary>
     private void EnsureServers()
     {
+        if (_supervisor is { HasExited: true })
+        {
+            _errors.Add($"unsock-supervisor had exited (status {_supervisor.ExitCode}, not by this run); started it again, but programs it served before run without it");
+            _supervisor.Dispose();
+            StartSupervisor();
+        }
         foreach (var s in _servers)
             if (s.Restart()) _errors.Add($"{s.Name} had exited (not by this run); restarted it");
     }
 
-    private (string File, string[] Args) Command(bool underLauncher, string file, string[] args) =>
-        underLauncher ? (o.Launcher, ["--policy", Policy, "--", file, .. args]) : (file, args);
-
-    private string RunBench(bool underLauncher, params string[] args)
+    private (string File, string[] Args) Command(Launch launch, string file, string[] args) => launch switch
     {
-        var (file, argv) = Command(underLauncher, o.Bench, args);
+        Launch.Embedded => (o.Launcher, ["--policy", Policy, "--", file, .. args]),
+        Launch.External => (o.Launcher, ["--supervisor", SupervisorSocket, "--policy", Policy, "--", file, .. args]),
+        _ => (file, args),
+    };
+
+    private string RunBench(Launch launch, params string[] args)
+    {
+        var (file, argv) = Command(launch, o.Bench, args);
         return ChildProcess.Run(file, argv);
     }
 
@@ -162,29 +232,43 @@ internal sealed class BenchDriver(DriverOptions o)
             foreach (var v in order)
             {
                 string metric = clients == 1 ? "conn_seq" : "conn_8";
-                var output = RunBench(v.Redirected, "conn", v.Address, "--clients", $"{clients}", "--seconds", Invariant(o.Seconds), "--cpu-of", CpuWatched(v));
+                var output = RunBench(v.Launch, "conn", v.Address, "--clients", $"{clients}", "--seconds", Invariant(o.Seconds), "--cpu-of", CpuWatched(v));
                 _m.Add(metric, v.Key, round, ChildProcess.Value(output, "conn_per_s"));
-                // CPU per connection over the timed part: client, server and, redirected, both launchers (the supervisors).
+                // CPU per connection over the timed part: client, server and the supervision: embedded, both launchers;
+                // external, the supervisor service (the launchers are gone: client and server run in their place).
                 double client = ChildProcess.Value(output, "cpu_client_us"), server = ChildProcess.Value(output, "cpu_server_us");
-                double supervisors = v.Redirected ? ChildProcess.Value(output, "cpu_supervisor_us") + ChildProcess.Value(output, "cpu_server_supervisor_us") : 0;
+                double supervisors = v.Launch switch
+                {
+                    Launch.Embedded => ChildProcess.Value(output, "cpu_supervisor_us") + ChildProcess.Value(output, "cpu_server_supervisor_us"),
+                    Launch.External => ChildProcess.Value(output, "cpu_supervisor_us"),
+                    _ => 0,
+                };
                 _m.Add($"{metric}_cpu_us", v.Key, round, client + server + supervisors);
                 if (v.Redirected) _m.Add($"{metric}_supervisor_cpu_us", v.Key, round, supervisors);
             }
     }
 
-    /// <summary>--cpu-of for a client of <paramref name="v"/>: its server and, redirected, its own launcher and the server's.</summary>
+    /// <summary>
+    /// --cpu-of for a client of <paramref name="v"/>: its server and the supervision: embedded, its own launcher and
+    /// the server's; external, the supervisor service (whose threads also serve the run's idle targets, which make no calls meanwhile).
+    /// </summary>
     private string CpuWatched(NetVariant v)
     {
         var (server, ready) = _serveServers[v.Address];
         string serverPid = File.ReadAllText(ready).Trim();
-        return v.Redirected ? $"server={serverPid},supervisor=parent,server_supervisor={server.Process.Id}" : $"server={serverPid}";
+        return v.Launch switch
+        {
+            Launch.Embedded => $"server={serverPid},supervisor=parent,server_supervisor={server.Process.Id}",
+            Launch.External => $"server={serverPid},supervisor={_supervisor!.Id}",
+            _ => $"server={serverPid}",
+        };
     }
 
     private void PingPong(NetVariant[] order, int round)
     {
         foreach (var v in order)
         {
-            var output = RunBench(v.Redirected, "pingpong", v.Address, "--count", $"{o.PingPongCount}");
+            var output = RunBench(v.Launch, "pingpong", v.Address, "--count", $"{o.PingPongCount}");
             _m.Add("pp_median", v.Key, round, ChildProcess.Value(output, "median_us"));
             _m.Add("pp_p99", v.Key, round, ChildProcess.Value(output, "p99_us"));
         }
@@ -194,7 +278,7 @@ internal sealed class BenchDriver(DriverOptions o)
     {
         foreach (var v in order)
         {
-            var output = RunBench(v.Redirected, "stream", v.Address, "--seconds", Invariant(o.Seconds));
+            var output = RunBench(v.Launch, "stream", v.Address, "--seconds", Invariant(o.Seconds));
             _m.Add("stream", v.Key, round, ChildProcess.Value(output, "gb_per_s"));
         }
     }
@@ -204,17 +288,18 @@ internal sealed class BenchDriver(DriverOptions o)
         string truePath = FindOnPath("true") ?? "/bin/true";
         string[] alone = ["spawn", "--count", $"{o.SpawnCount}", "--", truePath];
         string[] launched = ["spawn", "--count", $"{o.SpawnCount}", "--", o.Launcher, "--policy", Policy, "--", truePath];
-        foreach (var (key, args) in round % 2 == 0 ? [(Alone, alone), (Embedded, launched)] : new[] { (Embedded, launched), (Alone, alone) })
-            _m.Add("startup_ms", key, round, ChildProcess.Value(RunBench(false, args), "median_us") / 1000);
+        string[] external = ["spawn", "--count", $"{o.SpawnCount}", "--", o.Launcher, "--supervisor", SupervisorSocket, "--policy", Policy, "--", truePath];
+        foreach (var (key, args) in Rotate([(Alone, alone), (Embedded, launched), (External, external)], round))
+            _m.Add("startup_ms", key, round, ChildProcess.Value(RunBench(Launch.None, args), "median_us") / 1000);
     }
 
     private void Syscalls(int round)
     {
         foreach (var (op, count) in (ReadOnlySpan<(string, int)>)[("getpid", o.GetpidCount), ("pipe", o.PipeCount)])
-            foreach (bool filtered in round % 2 == 0 ? [false, true] : new[] { true, false })
+            foreach (var launch in Rotate([Launch.None, Launch.Embedded, Launch.External], round))
             {
-                var output = RunBench(filtered, "syscalls", "--op", op, "--count", $"{count}");
-                _m.Add($"sys_{op}", filtered ? Embedded : Alone, round, ChildProcess.Value(output, "ns_per_op"));
+                var output = RunBench(launch, "syscalls", "--op", op, "--count", $"{count}");
+                _m.Add($"sys_{op}", KeyOf(launch), round, ChildProcess.Value(output, "ns_per_op"));
             }
     }
 
@@ -226,9 +311,10 @@ internal sealed class BenchDriver(DriverOptions o)
             {
                 Tcp => ["-h", "127.0.0.1", "-p", $"{RedisPort}"],
                 Unix => ["-s", RedisSocket],
-                _ => ["-h", "127.0.0.1", "-p", $"{RedisRedirectedPort}"],
+                Embedded => ["-h", "127.0.0.1", "-p", $"{RedisRedirectedPort}"],
+                _ => ["-h", "127.0.0.1", "-p", $"{RedisExternalPort}"],
             };
-            var (file, args) = Command(v.Redirected, _redisBenchmark!, [.. target, "-t", "set,get", "-n", $"{o.RedisRequests}", "-c", "50", "--csv"]);
+            var (file, args) = Command(v.Launch, _redisBenchmark!, [.. target, "-t", "set,get", "-n", $"{o.RedisRequests}", "-c", "50", "--csv"]);
             var output = ChildProcess.Run(file, args);
             foreach (var line in output.Split('\n'))
             {
@@ -241,13 +327,15 @@ internal sealed class BenchDriver(DriverOptions o)
 
     private void Scale(NetVariant[] order, int round)
     {
-        // Idle cost: the same launcher with 1 and with N targets that made one connection each and hold it.
-        var embedded = NetVariants[2];
-        var (_, idleOne, _) = Storm(embedded, round, targets: 1, conns: 1);
-        var (_, idleN, _) = Storm(embedded, round, o.ScaleTargets, conns: 1);
-        _m.Add("rss_idle_1", Embedded, round, idleOne);
-        _m.Add("rss_idle_n", Embedded, round, idleN);
-        _m.Add("rss_per_target", Embedded, round, (idleN - idleOne) / (o.ScaleTargets - 1));
+        // Idle cost: the same supervisor with 1 and with N targets that made one connection each and hold it.
+        foreach (var redirected in order.Where(v => v.Redirected))
+        {
+            var (_, idleOne, _) = Storm(redirected, round, targets: 1, conns: 1);
+            var (_, idleN, _) = Storm(redirected, round, o.ScaleTargets, conns: 1);
+            _m.Add("rss_idle_1", redirected.Key, round, idleOne);
+            _m.Add("rss_idle_n", redirected.Key, round, idleN);
+            _m.Add("rss_per_target", redirected.Key, round, (idleN - idleOne) / (o.ScaleTargets - 1));
+        }
         foreach (var v in order)
         {
             var (rate, after, peak) = Storm(v, round, o.ScaleTargets, o.ScaleConnections);
@@ -260,32 +348,40 @@ internal sealed class BenchDriver(DriverOptions o)
 
     /// <summary>
     /// Scenario 8: unsock-bench engine-scale hosts one engine and attaches a listener per target; its key=value
-    /// line holds each state's footprint and each phase's connections/s (see bench/README.md).
+    /// line holds each state's footprint and each phase's connections/s (see bench/README.md). Then the same
+    /// against the run's supervisor service (metrics xs_*), each target under its own launcher; the order alternates.
     /// </summary>
     private void EngineScale(int round)
     {
-        string work = Path.Combine(o.Work, $"engine-scale-{round}");
-        var output = ChildProcess.Run(o.Bench, ["engine-scale", "--listeners", $"{o.EngineListeners}", "--seconds", Invariant(o.EngineSeconds), "--work", work],
-            TimeSpan.FromSeconds(300 + 0.2 * o.EngineListeners));
-        foreach (var state in EngineStates)
+        foreach (bool external in round % 2 == 0 ? [false, true] : new[] { true, false })
         {
-            _m.Add("es_threads", state, round, ChildProcess.Value(output, $"{state}_threads"));
-            _m.Add("es_engine_threads", state, round, ChildProcess.Value(output, $"{state}_engine_threads"));
-            _m.Add("es_fds", state, round, ChildProcess.Value(output, $"{state}_fds"));
-            _m.Add("es_rss", state, round, ChildProcess.Value(output, $"{state}_rss_kb"));
-            _m.Add("es_heap", state, round, ChildProcess.Value(output, $"{state}_heap_kb"));
+            string work = Path.Combine(o.Work, $"engine-scale-{(external ? "external" : "embedded")}-{round}");
+            string[] args = ["engine-scale", "--listeners", $"{o.EngineListeners}", "--seconds", Invariant(o.EngineSeconds), "--work", work];
+            if (external) args = [.. args, "--supervisor", SupervisorSocket, "--supervisor-pid", $"{_supervisor!.Id}", "--launcher", o.Launcher];
+            var output = ChildProcess.Run(o.Bench, args, TimeSpan.FromSeconds(300 + 0.2 * o.EngineListeners));
+            string p = external ? "xs" : "es";
+            foreach (var state in EngineStates)
+            {
+                _m.Add($"{p}_threads", state, round, ChildProcess.Value(output, $"{state}_threads"));
+                _m.Add($"{p}_engine_threads", state, round, ChildProcess.Value(output, $"{state}_engine_threads"));
+                _m.Add($"{p}_fds", state, round, ChildProcess.Value(output, $"{state}_fds"));
+                _m.Add($"{p}_rss", state, round, ChildProcess.Value(output, $"{state}_rss_kb"));
+                if (!external) _m.Add("es_heap", state, round, ChildProcess.Value(output, $"{state}_heap_kb"));
+            }
+            _m.Add($"{p}_rss_per_listener", Engine, round, ChildProcess.Value(output, "rss_per_listener_kb"));
+            if (!external) _m.Add("es_heap_per_listener", Engine, round, ChildProcess.Value(output, "heap_per_listener_kb"));
+            _m.Add($"{p}_conn", EngineAlone, round, ChildProcess.Value(output, "one_alone_conn_per_s"));
+            _m.Add($"{p}_conn", EngineAmong, round, ChildProcess.Value(output, "one_among_n_conn_per_s"));
+            _m.Add($"{p}_conn", EngineAll, round, ChildProcess.Value(output, "all_conn_per_s"));
         }
-        _m.Add("es_rss_per_listener", Engine, round, ChildProcess.Value(output, "rss_per_listener_kb"));
-        _m.Add("es_heap_per_listener", Engine, round, ChildProcess.Value(output, "heap_per_listener_kb"));
-        _m.Add("es_conn", EngineAlone, round, ChildProcess.Value(output, "one_alone_conn_per_s"));
-        _m.Add("es_conn", EngineAmong, round, ChildProcess.Value(output, "one_among_n_conn_per_s"));
-        _m.Add("es_conn", EngineAll, round, ChildProcess.Value(output, "all_conn_per_s"));
     }
 
     /// <summary>
-    /// Scenario 7: one shell (under one launcher for the redirected variant) starts the targets as its
+    /// Scenario 7: one shell (under one launcher for the redirected variants) starts the targets as its
     /// children; they wait for a common start time, connect, then each hold one idle connection.
-    /// Returns the aggregate connection rate and the launcher's VmRSS with idle targets and VmHWM, in kB.
+    /// Returns the aggregate connection rate and the supervisor's VmRSS with idle targets and VmHWM, in kB:
+    /// embedded, the launcher's (it lives only for this storm); external, the supervisor service's, whose
+    /// VmHWM is reset before the storm (clear_refs 5) and which also serves the run's servers meanwhile.
     /// </summary>
     private (double Rate, double IdleKb, double PeakKb) Storm(NetVariant v, int round, int targets, int conns)
     {
@@ -302,8 +398,10 @@ internal sealed class BenchDriver(DriverOptions o)
             done
             wait
             """;
-        var (file, args) = Command(v.Redirected, "/bin/sh", ["-c", script, o.Bench]);
+        if (v.Launch == Launch.External) ChildProcess.ResetPeak(_supervisor!.Id);
+        var (file, args) = Command(v.Launch, "/bin/sh", ["-c", script, o.Bench]);
         using var shell = ChildProcess.Start(file, args, capture: false);
+        int supervisorPid = v.Launch == Launch.External ? _supervisor!.Id : shell.Id;
         double idle = double.NaN, peak = double.NaN;
         try
         {
@@ -312,8 +410,8 @@ internal sealed class BenchDriver(DriverOptions o)
             if (v.Redirected)
             {
                 Thread.Sleep(1500); // past the engine's 1 s sweep of closed sockets: idle means nothing left to clean
-                idle = ChildProcess.StatusKb(shell.Id, "VmRSS");
-                peak = ChildProcess.StatusKb(shell.Id, "VmHWM");
+                idle = ChildProcess.StatusKb(supervisorPid, "VmRSS");
+                peak = ChildProcess.StatusKb(supervisorPid, "VmHWM");
             }
         }
         finally

@@ -71,6 +71,28 @@ internal static class ChildProcess
         catch (SocketException) { return false; }
     }
 
+    /// <summary>True when a SOCK_SEQPACKET Unix socket (the supervisor's control socket) accepts a connection now.</summary>
+    public static bool AcceptsSeqpacket(string path)
+    {
+        try
+        {
+            using var s = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
+            s.Connect(new UnixDomainSocketEndPoint(path));
+            return true;
+        }
+        catch (SocketException) { return false; }
+    }
+
+    /// <summary>Resets VmHWM of <paramref name="pid"/> to its VmRSS now (clear_refs 5, Linux 4.0), so a later VmHWM is the peak since.</summary>
+    public static void ResetPeak(int pid)
+    {
+        try { File.WriteAllText($"/proc/{pid}/clear_refs", "5"); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new BenchIoException($"/proc/{pid}/clear_refs: {e.Message} (the peak would be the whole run's)", 0);
+        }
+    }
+
     /// <summary>key=value pairs of a bench mode's result line.</summary>
     public static double Value(string output, string key)
     {

@@ -2,7 +2,7 @@ namespace Unsock.Bench.Driver;
 
 /// <summary>What one run of the driver measures, and how long it may take.</summary>
 internal sealed record DriverOptions(
-    string Bench, string Launcher, string Output, string Work, int Rounds, string? Commit,
+    string Bench, string Launcher, string SupervisorBin, string Output, string Work, int Rounds, string? Commit,
     double Seconds, int PingPongCount, int SpawnCount, int GetpidCount, int PipeCount,
     int RedisRequests, int ScaleTargets, int ScaleConnections, int EngineListeners, double EngineSeconds)
 {
@@ -10,11 +10,13 @@ internal sealed record DriverOptions(
     {
         string launcher = Path.GetFullPath(o.Text("--launcher") ?? throw new BenchUsageException("drive needs --launcher PATH (the published unsock-launch)"));
         if (!File.Exists(launcher)) throw new BenchUsageException($"--launcher {launcher}: no such file");
+        string supervisor = Path.GetFullPath(o.Text("--supervisor-bin") ?? throw new BenchUsageException("drive needs --supervisor-bin PATH (the published unsock-supervisor)"));
+        if (!File.Exists(supervisor)) throw new BenchUsageException($"--supervisor-bin {supervisor}: no such file");
         string output = Path.GetFullPath(o.Text("--out") ?? throw new BenchUsageException("drive needs --out FILE (the markdown report)"));
         string bench = Environment.ProcessPath ?? throw new BenchUsageException("cannot tell the path of unsock-bench itself");
         string work = Path.GetFullPath(o.Text("--work") ?? "/tmp/unsock-bench");
         bool quick = o.Flag("--quick");
-        return new DriverOptions(bench, launcher, output, work,
+        return new DriverOptions(bench, launcher, supervisor, output, work,
             Rounds: o.Int("--rounds", quick ? 1 : 5),
             Commit: o.Text("--commit"),
             Seconds: quick ? 0.3 : 1.0,
