@@ -91,6 +91,14 @@ public sealed unsafe partial class NotificationEngine : IDisposable
     /// <summary>The listeners attached now.</summary>
     public IReadOnlyList<ListenerAttachment> Attachments => Volatile.Read(ref _attached);
 
+    /// <summary>The record of a socket we converted, in any attachment's registry but <paramref name="except"/>.</summary>
+    internal ConvertedSocket? FindConverted(ulong inode, SocketRegistry except)
+    {
+        foreach (var a in Volatile.Read(ref _attached))
+            if (!ReferenceEquals(a.Registry, except) && a.Registry.Find(inode) is { } found) return found;
+        return null;
+    }
+
     /// <summary>
     /// Starts receiving: one notification thread now, more when calls overlap (up to
     /// <see cref="EngineOptions.NotificationThreads"/>). Raises the soft fd limit to the hard one first, as

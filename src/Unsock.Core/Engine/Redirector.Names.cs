@@ -119,13 +119,16 @@ internal sealed partial class Redirector
         bool ours = client is null && clientInode is not null && ConnectedBySupervisor(acceptedFd);
         if (ours)
         {
+            // Connected by this supervisor: a program of another target (one service serves both ends) is
+            // recorded in its own attachment's registry.
+            client = _engine.FindConverted(clientInode!.Value, except: _registry);
             // Our own client, accepted between its connect and our record of it (a server in epoll_wait is that
             // quick): the record follows within microseconds, unless that thread is descheduled.
             long until = Environment.TickCount64 + 5;
             while (client is null && Environment.TickCount64 < until)
             {
                 Thread.Yield();
-                client = _registry.Find(clientInode!.Value);
+                client = _registry.Find(clientInode.Value) ?? _engine.FindConverted(clientInode.Value, except: _registry);
             }
         }
         InetEndpoint peer;

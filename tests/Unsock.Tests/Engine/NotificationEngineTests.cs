@@ -204,6 +204,31 @@ public class NotificationEngineTests
         }
     }
 
+    /// <summary>
+    /// One engine serving both ends (the supervisor service with a server and its client as two targets): the
+    /// server's accept finds the client's record in the other attachment, so it reports the address the client
+    /// reports for itself, at once (it used to wait 5 ms for a record in its own registry, then guess a port).
+    /// </summary>
+    [Fact]
+    public void AServerAcceptingAClientOfAnotherTargetReportsTheAddressTheClientHas()
+    {
+        using var dir = new TempDir();
+        using var engine = new NotificationEngine(Options.Create(new EngineOptions { NotificationThreads = 2 }));
+        engine.Start();
+        var policy = PolicyFor(dir, "socks");
+        var (serverFd, serverPid) = SpawnFiltered(policy, $"{Py} {EngineProbe} peer-server 127.0.0.1 9631 20 > {dir["server.out"]} 2>&1");
+        engine.Attach(serverFd, policy, new TargetContext(serverPid));
+        Assert.True(Wait.Until(() => File.Exists(dir["server.out"]) && File.ReadAllText(dir["server.out"]).Contains("listening"), TimeSpan.FromSeconds(30)));
+        var (clientFd, clientPid) = SpawnFiltered(policy, $"{Py} {EngineProbe} peer-client 127.0.0.1 9631 20 > {dir["client.out"]} 2>&1");
+        engine.Attach(clientFd, policy, new TargetContext(clientPid));
+        Assert.Equal(0, Spawn.WaitForExit(clientPid));
+        Assert.Equal(0, Spawn.WaitForExit(serverPid));
+        var lines = File.ReadAllLines(dir["server.out"]).Where(l => l.StartsWith('{')).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Equal(20, lines.Count);
+        Assert.All(lines, l => Assert.Equal(l.GetProperty("client").GetInt32(), l.GetProperty("accepted").GetInt32()));
+        engine.Stop();
+    }
+
     [Fact]
     public void AFailingListenerIsDetachedAloneAndItsTargetsKeepTheirFiles()
     {

@@ -31,6 +31,28 @@ def victim(host, port, n):
     print(json.dumps({"slowest": slowest, "family": c.family}), flush=True)
 
 
+def peer_server(host, port, n):
+    """Accepts n connections; prints, per connection, the peer port accept reported and the port the client says it has."""
+    s = socket.socket(family(host), socket.SOCK_STREAM)
+    s.bind((host, int(port)))
+    s.listen(64)
+    print("listening", flush=True)
+    for _ in range(int(n)):
+        c, peer = s.accept()
+        said = c.recv(16).decode()
+        print(json.dumps({"accepted": peer[1], "client": int(said)}), flush=True)
+        c.close()
+
+
+def peer_client(host, port, n):
+    """Connects n times and sends the port getsockname reports for itself."""
+    for _ in range(int(n)):
+        c = socket.create_connection((host, int(port)))
+        c.sendall(str(c.getsockname()[1]).encode())
+        c.recv(1)
+        c.close()
+
+
 def nonblock_full(host, port):
     """Never accepts; connects non-blocking until the backlog is full. Each connect must return at once."""
     s = socket.socket(family(host), socket.SOCK_STREAM)
@@ -110,6 +132,8 @@ if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {
         "victim": lambda: victim(*args),
+        "peer-server": lambda: peer_server(*args),
+        "peer-client": lambda: peer_client(*args),
         "nonblock-full": lambda: nonblock_full(*args),
         "pass-listener": lambda: pass_listener(*args),
         "hold-listener": lambda: hold_listener(*args),
