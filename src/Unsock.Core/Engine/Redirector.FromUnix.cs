@@ -173,7 +173,7 @@ internal sealed partial class Redirector
         {
             ThreadUmask.Close();
             directory?.Dispose();
-            Sock.Close(copy);
+            CloseCopy(copy);
         }
     }
 
