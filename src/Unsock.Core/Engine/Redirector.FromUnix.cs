@@ -107,9 +107,9 @@ internal sealed partial class Redirector
 
     private const int SockSeqPacket = 5;
 
-    private static Outcome? ClosingUndecided(int fd)
+    private Outcome? ClosingUndecided(int fd)
     {
-        Sock.Close(fd);
+        CloseCopy(fd);
         return null;
     }
 
