@@ -362,7 +362,7 @@ public class NotificationEngineTests
             """);
         using var engine = new NotificationEngine(Options.Create(new EngineOptions { NotificationThreads = 1 }), log);
         engine.Start();
-        var (fdA, pidA) = SpawnFiltered(PolicyFor(dir, "a"), $"exec {hold} 9650 {dir["release"]} 1000 > {dir["a.out"]} 2>&1");
+        var (fdA, pidA) = SpawnFiltered(PolicyFor(dir, "a"), $"exec {hold} 9650 {dir["release"]} 100000 > {dir["a.out"]} 2>&1");
         var (fdB, pidB) = SpawnFiltered(PolicyFor(dir, "b"),
             $"while ! grep -q flood {dir["a.out"]} 2>/dev/null; do sleep 0.05; done; {Py} {dir["victim.py"]} > {dir["b.out"]} 2>&1; echo $? > {dir["b.rc"]}");
         var a = engine.Attach(fdA, PolicyFor(dir, "a"), new TargetContext(pidA));

@@ -3,7 +3,7 @@
 // full backlog (the supervisor parks it with its copy of the socket), and closes its own fd meanwhile: the
 // supervisor's copy is then the socket's last reference, and closing it waits for the held set.
 // Then: a second blocking connect (answered by the supervisor's poller at its SO_SNDTIMEO), and a flood of
-// getsockname calls (each one a copy for the supervisor to close, behind the stuck one).
+// getsockname calls (each one a copy for the supervisor to close, behind the stuck one) until they fail.
 // Writing the release file serves the page: the set is let go and the program exits 0.
 // usage: closehold PORT RELEASE-FILE FLOOD-COUNT
 #define _GNU_SOURCE
@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 static int ep, c1;
@@ -72,9 +73,18 @@ int main(int argc, char **argv)
     int c2 = blocking_client();
     r = connect(c2, (void *)&a, sizeof a);
     printf("c2 connect: %s\n", r == 0 ? "ok" : strerror(errno)); fflush(stdout);
+    // Until a few calls failed (the supervisor let go of this program), at most FLOOD-COUNT calls or 20 s.
     int n = atoi(argv[3]), ok = 0, failed = 0, last = 0;
-    for (int i = 0; i < n; i++)
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (int i = 0; i < n && failed < 10; i++)
     {
+        if (i % 100 == 99)
+        {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec - start.tv_sec > 20) break;
+            usleep(1000);
+        }
         struct sockaddr_in name; socklen_t len = sizeof name;
         if (getsockname(c2, (void *)&name, &len) == 0) ok++;
         else { failed++; last = errno; }
