@@ -510,6 +510,7 @@ public sealed unsafe partial class NotificationEngine : IDisposable
         {
             // Its programs hold our closes: serving it on would pile up our fds. It alone is let go.
             attachment.Listener.Fail(request.Id, Errors.EIO);
+            Log.CallRefused(request.Pid, Syscalls.Name(request.Nr), $"{refused}; its listener is detached", Errors.Name(Errors.EIO));
             Detach(attachment, refused, Errors.EIO);
             return;
         }

@@ -389,7 +389,9 @@ public class NotificationEngineTests
             Assert.True(Out("b.rc").Trim() == "0", Out("b.out"));
             Assert.Contains("victim ok", Out("b.out"));
             Assert.DoesNotContain("wait to be closed", b.DetachReason ?? ""); // let go once it exited, not refused
-            lock (log.Lines) Assert.Contains(log.Lines, l => l.Contains($"{pidA}", StringComparison.Ordinal) && l.Contains("wait to be closed", StringComparison.Ordinal));
+            lock (log.Lines)
+                Assert.Contains(log.Lines, l => l.Contains($"pid {pidA} getsockname: ", StringComparison.Ordinal)
+                    && l.Contains("wait to be closed", StringComparison.Ordinal) && l.Contains("its listener is detached, answered EIO", StringComparison.Ordinal));
             // Let go, the stuck close finishes and the rest follow.
             File.WriteAllText(dir["release"], "");
             Assert.True(Wait.Until(() => CopyCloser.PendingCount(a) == 0, TimeSpan.FromSeconds(30)), $"{CopyCloser.PendingCount(a)} closes still wait");
