@@ -150,6 +150,7 @@ internal static class CopyCloser
                 owner.Queued = false;
                 owner.Running = true;
                 self.Current = owner;
+                self.Since = owner.Since = Environment.TickCount64; // never judged stuck by a stale time
             }
             while (true)
             {
