@@ -71,6 +71,10 @@ internal static class CopyCloser
                 // Under load no close costs a wake-up (each one nearly doubled the cost of a getsockname).
                 if (_idle > 0 && _idle == _sleeping) Monitor.Pulse(Gate);
             }
+            // All closers start with the first close (a thread count that does not change under load), and a
+            // given-up one is replaced when work waits.
+            if (_working + _stuck == 0)
+                while (_working < MaxClosers) Start();
             if (_idle == 0) GiveUpStuck();
             if (_idle == 0 && _working < MaxClosers) Start();
         }
