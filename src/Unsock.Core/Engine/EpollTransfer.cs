@@ -84,7 +84,7 @@ internal static class EpollTransfer
     /// wait for the held set (eventpoll_release). Such copies are kept until the attachment is gone (its programs
     /// exited, their epoll sets with them): a few at most, as swaps are refused meanwhile.
     /// </summary>
-    public static void CloseOrKeep(Job job, int oldCopy)
+    public static void CloseOrKeep(ListenerAttachment attachment, Job job, int oldCopy)
     {
         if (oldCopy < 0) return;
         lock (Gate)
@@ -95,7 +95,7 @@ internal static class EpollTransfer
                 return;
             }
         }
-        Native.Epoll.Close(oldCopy);
+        CopyCloser.Close(attachment, oldCopy);
     }
 
     /// <summary>

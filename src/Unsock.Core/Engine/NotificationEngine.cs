@@ -514,6 +514,14 @@ public sealed unsafe partial class NotificationEngine : IDisposable
         long start = Stopwatch.GetTimestamp();
         var handler = worker.Handler ??= new Redirector(this);
         Outcome outcome;
+        if (CopyCloser.Refusal(attachment) is { } refused)
+        {
+            // Its programs hold our closes: serving it on would pile up our fds. It alone is let go.
+            attachment.Listener.Fail(request.Id, Errors.EIO);
+            Log.CallRefused(request.Pid, Syscalls.Name(request.Nr), $"{refused}; its listener is detached", Errors.Name(Errors.EIO));
+            Detach(attachment, refused, Errors.EIO);
+            return;
+        }
         try
         {
             handler.Enter(attachment);
@@ -559,8 +567,9 @@ public sealed unsafe partial class NotificationEngine : IDisposable
             case OutcomeKind.Parked:
                 break; // counted when the poller answers it
         }
-        if (outcome.CloseAfterAnswer1 >= 0) global::Interop.Socket.Close(outcome.CloseAfterAnswer1);
-        if (outcome.CloseAfterAnswer2 >= 0) global::Interop.Socket.Close(outcome.CloseAfterAnswer2);
+        // Our copies: the program may have closed its fds meanwhile, making a close of ours the last (see CopyCloser).
+        CopyCloser.Close(attachment, outcome.CloseAfterAnswer1);
+        CopyCloser.Close(attachment, outcome.CloseAfterAnswer2);
         if (counted is null) return;
         attachment.Counters.Count(counted);
         Metrics.Answered(Syscalls.Name(r.Nr), counted, attachment.Target.PolicyName, startTimestamp);

@@ -44,7 +44,7 @@ internal sealed partial class Redirector
         }
         finally
         {
-            if (!keepCopy) Sock.Close(copy);
+            if (!keepCopy) CloseCopy(copy);
         }
     }
 
@@ -92,7 +92,7 @@ internal sealed partial class Redirector
             Keep(listener, accepted);
             return err == Errors.ENOENT ? Outcome.Answered : Outcome.Fail(err);
         }
-        Sock.Close(accepted);
+        CloseCopy(accepted);
         if (_log.Enabled) _log.Decision(r.Pid, "accept", listener.Local?.ToString() ?? "", $"connection from {peer}");
         return Outcome.Answered;
     }

@@ -44,7 +44,7 @@ internal sealed partial class Redirector
         }
         finally
         {
-            if (!keepCopy) Sock.Close(copy);
+            if (!keepCopy) CloseCopy(copy);
         }
     }
 

@@ -93,7 +93,7 @@ internal sealed partial class Redirector
         }
         finally
         {
-            if (!keepCopy) Sock.Close(copy);
+            if (!keepCopy) CloseCopy(copy);
         }
     }
 
@@ -152,7 +152,7 @@ internal sealed partial class Redirector
         }
         finally
         {
-            if (!handedOver) Sock.Close(copy);
+            if (!handedOver) CloseCopy(copy);
         }
     }
 
@@ -207,7 +207,7 @@ internal sealed partial class Redirector
                 int err = Sock.Bind(copy, sockaddr);
                 return err == 0 ? Outcome.Succeed() : Outcome.Fail(err);
             }
-            finally { Sock.Close(copy); }
+            finally { CloseCopy(copy); }
         }
         Func<int, Outcome> afterConnect = fastOpen is null ? ConnectAnswer : err => SendAfterConnect(copy, fastOpen, err);
         return ConnectOnCopy(r, copy, sockaddr.ToArray(), facts, afterConnect);
@@ -253,7 +253,7 @@ internal sealed partial class Redirector
         }
         finally
         {
-            if (!keep) Sock.Close(copy);
+            if (!keep) CloseCopy(copy);
         }
     }
 

@@ -68,7 +68,7 @@ internal sealed partial class Redirector
         finally
         {
             Sock.Close(unix);
-            Sock.Close(copy);
+            CloseCopy(copy);
         }
     }
 
@@ -114,7 +114,7 @@ internal sealed partial class Redirector
             if (DatagramPeers.NameKey(unixSa[..size]) is { } key) StateOf(entry).Sent(key, peer);
             return Outcome.Succeed();
         }
-        finally { Sock.Close(copy); }
+        finally { CloseCopy(copy); }
     }
 
     /// <summary>Connects <paramref name="socket"/> to <paramref name="path"/> with the program's identity; the sockaddr used stays in <paramref name="sa"/>.</summary>
@@ -184,7 +184,7 @@ internal sealed partial class Redirector
             unix = -1;
             return outcome;
         }
-        Sock.Close(outcome.CloseAfterAnswer2);
+        CloseCopy(outcome.CloseAfterAnswer2);
         return outcome with { CloseAfterAnswer2 = -1, CloseAfterAnswer1 = -1 };
     }
 
@@ -267,7 +267,7 @@ internal sealed partial class Redirector
         if (_target.CopyFd(r.Pid, (int)r.A0, out int copy) == 0)
         {
             deadline = DeadlineOf(copy, Sock.SoSndTimeo);
-            Sock.Close(copy);
+            CloseCopy(copy);
         }
         return Park(new DatagramWait(_attachment, r, copy: -1, deadline), Errors.EAGAIN);
     }
@@ -306,7 +306,7 @@ internal sealed partial class Redirector
         }
         finally
         {
-            Sock.Close(copy);
+            CloseCopy(copy);
             Sock.Close(unix);
         }
     }
@@ -588,7 +588,7 @@ internal sealed partial class Redirector
         }
         finally
         {
-            if (!parked) Sock.Close(copy);
+            if (!parked) CloseCopy(copy);
         }
     }
 
@@ -809,7 +809,7 @@ internal sealed partial class Redirector
 
         public override void TimedOut(Redirector handler) => handler.Answer(this, Outcome.Fail(Errors.EAGAIN));
 
-        public override void Release() => Sock.Close(_copy);
+        public override void Release() => CopyCloser.Close(Attachment, _copy);
     }
 
     private static int ReadSysctlFirst(string path)

@@ -174,7 +174,7 @@ internal sealed partial class Redirector
         int err = _target.CopyFd(r.Pid, (int)r.A0, out int copy);
         if (err != 0) return Outcome.Fail(err);
         bool socket = Sock.GetInt(copy, Sock.SolSocket, Sock.SoType, out _) == 0;
-        Sock.Close(copy);
+        CloseCopy(copy);
         return Outcome.Fail(socket || direction == RuleDirection.Connect ? Errors.EINVAL : Errors.ENOTSOCK);
     }
 
@@ -192,9 +192,9 @@ internal sealed partial class Redirector
         return n < 1 || buf[0] == 7;
     }
 
-    private static Outcome Closing(int fd, Outcome outcome)
+    private Outcome Closing(int fd, Outcome outcome)
     {
-        Sock.Close(fd);
+        CloseCopy(fd);
         return outcome;
     }
 }

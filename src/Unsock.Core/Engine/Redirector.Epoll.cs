@@ -68,7 +68,7 @@ internal sealed partial class Redirector
             _answered = true;
             var outcome = _finish is null ? _swapped : _finish(_swapped);
             // The old socket is ours to close, or to keep while the program holds the set it is still registered in.
-            EpollTransfer.CloseOrKeep(_job, outcome.CloseAfterAnswer2);
+            EpollTransfer.CloseOrKeep(Attachment, _job, outcome.CloseAfterAnswer2);
             handler.Answer(this, outcome with { CloseAfterAnswer2 = -1 });
         }
 
@@ -78,8 +78,8 @@ internal sealed partial class Redirector
             {
                 // Interrupted or gone: no mover may copy our fds once they are closed (their numbers get reused).
                 EpollTransfer.Leave(_job, outOfTime: false);
-                Sock.Close(_swapped.CloseAfterAnswer1);
-                EpollTransfer.CloseOrKeep(_job, _swapped.CloseAfterAnswer2);
+                CopyCloser.Close(Attachment, _swapped.CloseAfterAnswer1);
+                EpollTransfer.CloseOrKeep(Attachment, _job, _swapped.CloseAfterAnswer2);
             }
             Sock.Close(_job.WakeFd);
         }

@@ -33,7 +33,7 @@ internal sealed partial class Redirector
         // kernel would look the fd number up again, perhaps after a TCP socket was dup2()ed onto it.
         if (facts.Domain is not (Sock.AfInet or Sock.AfInet6) || facts.Type != Sock.SockStream)
             return Closing(probe, Guarded && (r.Nr != Syscalls.SendTo || r.A4 != 0) ? FastOpenOnOtherSocket(r, probe, facts) : Outcome.Continue);
-        Sock.Close(probe);
+        CloseCopy(probe);
         string call = Syscalls.Name(r.Nr);
         if (r.Nr == Syscalls.SendMmsg)
         {

@@ -107,9 +107,9 @@ internal sealed partial class Redirector
 
     private const int SockSeqPacket = 5;
 
-    private static Outcome? ClosingUndecided(int fd)
+    private Outcome? ClosingUndecided(int fd)
     {
-        Sock.Close(fd);
+        CloseCopy(fd);
         return null;
     }
 
@@ -173,7 +173,7 @@ internal sealed partial class Redirector
         {
             ThreadUmask.Close();
             directory?.Dispose();
-            Sock.Close(copy);
+            CloseCopy(copy);
         }
     }
 

@@ -31,7 +31,7 @@ internal sealed partial class Redirector
         if (Sock.GetInt(copy, Sock.SolSocket, Sock.SoDomain, out int domain) == 0 && domain is not (Sock.AfInet or Sock.AfInet6))
             entry = Lookup(copy, domain);
         if (entry is { UnixName: null }) return true; // a fromUnix socket is the program's own AF_UNIX socket
-        Sock.Close(copy);
+        CloseCopy(copy);
         return false;
     }
 
@@ -72,7 +72,7 @@ internal sealed partial class Redirector
             err = WriteSockAddr(r.Pid, r.A1, r.A2, sa[..size]);
             return err == 0 ? Outcome.Succeed() : Outcome.Fail(err);
         }
-        finally { Sock.Close(copy); }
+        finally { CloseCopy(copy); }
     }
 
     // One sock_diag socket per notification thread; a worker delivering an accept may use it too.

@@ -94,7 +94,7 @@ internal sealed partial class Redirector
             }
             return WriteOption(r.Pid, r.A3, r.A4, value);
         }
-        finally { Sock.Close(copy); }
+        finally { CloseCopy(copy); }
     }
 
     /// <summary>getsockopt's copy-out: min(*optlen, size) bytes, then that count into *optlen.</summary>
@@ -126,7 +126,7 @@ internal sealed partial class Redirector
             entry.SetOption(level, option, value);
             return Outcome.Succeed();
         }
-        finally { Sock.Close(copy); }
+        finally { CloseCopy(copy); }
     }
 
     /// <summary>shutdown(SHUT_RD/SHUT_RDWR) of a listener removes its socket file, as the original did.</summary>
@@ -151,6 +151,6 @@ internal sealed partial class Redirector
             }
             return Outcome.Continue;
         }
-        finally { Sock.Close(copy); }
+        finally { CloseCopy(copy); }
     }
 }

@@ -102,7 +102,7 @@ internal sealed partial class Redirector
         {
             if (!keep)
             {
-                Sock.Close(copy);
+                CloseCopy(copy);
                 Sock.Close(cwd);
             }
         }
@@ -225,7 +225,7 @@ internal sealed partial class Redirector
 
         public override void Release()
         {
-            Sock.Close(_copy);
+            CopyCloser.Close(Attachment, _copy);
             Sock.Close(_attempt.Cwd);
         }
     }
@@ -261,7 +261,7 @@ internal sealed partial class Redirector
         }
         finally
         {
-            if (!keep) Sock.Close(copy);
+            if (!keep) CloseCopy(copy);
         }
     }
 
@@ -305,6 +305,6 @@ internal sealed partial class Redirector
 
         public override void TimedOut(Redirector handler) => handler.Answer(this, Outcome.Fail(Errors.EINPROGRESS));
 
-        public override void Release() => Sock.Close(_copy);
+        public override void Release() => CopyCloser.Close(Attachment, _copy);
     }
 }

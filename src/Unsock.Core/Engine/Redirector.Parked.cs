@@ -77,7 +77,7 @@ internal sealed partial class Redirector
 
         public override void Release()
         {
-            if (!Consumed) { Sock.Close(Unix); Sock.Close(Copy); }
+            if (!Consumed) { Sock.Close(Unix); CopyCloser.Close(Attachment, Copy); }
             Sock.Close(DirFd);
         }
     }
@@ -172,7 +172,7 @@ internal sealed partial class Redirector
 
         public override void TimedOut(Redirector handler) => handler.Answer(this, Outcome.Fail(Errors.EINPROGRESS));
 
-        public override void Release() => Sock.Close(_copy);
+        public override void Release() => CopyCloser.Close(Attachment, _copy);
     }
 
     // ---- connect through a control file (VSOCK, TIPC, a Firecracker proxy) ----
@@ -205,7 +205,7 @@ internal sealed partial class Redirector
 
         public override void Release()
         {
-            if (!Consumed) { Sock.Close(Socket); Sock.Close(Copy); }
+            if (!Consumed) { Sock.Close(Socket); CopyCloser.Close(Attachment, Copy); }
         }
     }
 
@@ -218,7 +218,7 @@ internal sealed partial class Redirector
         int err = Sock.Create(family, Sock.SockStream | Sock.SockCloexec | Sock.SockNonblock, out int sock);
         if (err != 0)
         {
-            Sock.Close(copy);
+            CloseCopy(copy);
             _log.Decision(r.Pid, "connect", path, $"rule {ruleIndex} via control file ({control}): socket: {Errors.Name(err)}");
             return Outcome.Fail(err);
         }
@@ -326,7 +326,7 @@ internal sealed partial class Redirector
         // A blocking accept past SO_RCVTIMEO says EAGAIN, as the kernel's does.
         public override void TimedOut(Redirector handler) => handler.Answer(this, Outcome.Fail(Errors.EAGAIN));
 
-        public override void Release() => Sock.Close(Copy);
+        public override void Release() => CopyCloser.Close(Attachment, Copy);
     }
 
     private Outcome ParkAccept(in SyscallRequest r, ConvertedSocket listener, int copy, int flags) =>

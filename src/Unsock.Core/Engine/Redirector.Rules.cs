@@ -80,13 +80,13 @@ internal sealed partial class Redirector
                 using var identity = TargetIdentity.Assume(_target, r.Pid);
                 if (identity.Errno != 0)
                 {
-                    Sock.Close(copy);
+                    CloseCopy(copy);
                     return IdentityRefused(r, endpoint, rule.Index);
                 }
                 return ConnectThroughControlFile(r, (int)r.A0, copy, facts, peer, firecracker.ToControlFile(), firecracker.ToString(), rule.Index);
             }
             default:
-                Sock.Close(copy);
+                CloseCopy(copy);
                 throw new InvalidOperationException($"rules[{rule.Index}] has an action the engine does not know for connect: {rule.Action}");
         }
     }
@@ -192,14 +192,14 @@ internal sealed partial class Redirector
         int err = EncodeAbstract(name, sa, out int size);
         if (err != 0)
         {
-            Sock.Close(copy);
+            CloseCopy(copy);
             _log.Decision(r.Pid, "connect", subject, $"rule {rule.Index} -> @{name}: {Errors.Name(err)}");
             return Outcome.Fail(err);
         }
         err = TakeSpareUnixSocket(out int unix, out ulong unixInode);
         if (err != 0)
         {
-            Sock.Close(copy);
+            CloseCopy(copy);
             return Outcome.Fail(err);
         }
         CopySocketOptions(copy, unix);
@@ -218,7 +218,7 @@ internal sealed partial class Redirector
         if (err != 0)
         {
             Sock.Close(unix);
-            Sock.Close(copy);
+            CloseCopy(copy);
             // A full backlog refuses a non-blocking connect at once, as TCP does with tcp_abort_on_overflow.
             int mapped = err == Errors.EAGAIN ? Errors.ECONNREFUSED : MapUnixConnectError(err);
             _log.Decision(r.Pid, "connect", subject, $"rule {rule.Index} -> @{name}: {Errors.Name(mapped)}");

@@ -40,7 +40,7 @@ internal sealed partial class Redirector
             : null;
         if (wrong is not null)
         {
-            Sock.Close(passed);
+            CloseCopy(passed);
             return RefuseSystemd(r, endpoint, rule, what, wrong);
         }
         if (_log.Enabled) _log.Decision(r.Pid, "bind", endpoint.ToString(), $"rule {rule.Index}: {what}: fd {passedFd}");

@@ -40,6 +40,9 @@ internal sealed partial class Redirector : IDisposable
     private SocketRegistry _registry => _attachment.Registry;
     private EngineLog _log => _engine.Log;
 
+    /// <summary>Closes an fd of ours that refers to a program's file, off this thread: see <see cref="CopyCloser"/>.</summary>
+    private void CloseCopy(int fd) => CopyCloser.Close(_attachment, fd);
+
     /// <summary>A fresh AF_UNIX stream socket (non-blocking, close-on-exec) and its inode, made ahead of time when possible.</summary>
     private int TakeSpareUnixSocket(out int fd, out ulong inode)
     {
@@ -97,7 +100,7 @@ internal sealed partial class Redirector : IDisposable
         int err = _target.CopyFd(r.Pid, (int)r.A0, out int copy);
         if (err != 0) return Outcome.Fail(err);
         bool socket = Sock.GetInt(copy, Sock.SolSocket, Sock.SoType, out _) == 0;
-        Sock.Close(copy);
+        CloseCopy(copy);
         return Outcome.Fail(socket || direction == RuleDirection.Connect ? Errors.EFAULT : Errors.ENOTSOCK);
     }
 
@@ -179,7 +182,7 @@ internal sealed partial class Redirector : IDisposable
         // Nothing went in: the socket file bound for it would be left to nobody.
         if (entry.File is { } f) _registry.RemoveFile(f);
         Sock.Close(replacement);
-        Sock.Close(oldCopy);
+        CloseCopy(oldCopy);
         return err == Errors.ENOENT ? Outcome.Answered : Outcome.Fail(err);
     }
 

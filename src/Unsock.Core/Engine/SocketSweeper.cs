@@ -76,6 +76,10 @@ internal sealed class SocketSweeper(NotificationEngine engine)
             _finals.Clear();
             orphans = _orphans.ToList();
         }
+        // Our copies of a detached target's sockets are closed on closer threads: let them go before the sockets are
+        // listed, so that the sweep sees the targets' own. A close stuck in a program's epoll set is waited for briefly
+        // only: its file is then kept, and removed by a later sweep once the socket is gone.
+        foreach (var (a, _) in finals) CopyCloser.WaitClosed(a, 500);
         var attached = engine.Attachments.Where(a => a.IsAttached && !a.Registry.IsEmpty).ToList();
         if (finals.Count == 0 && orphans.Count == 0 && attached.Count == 0)
         {

@@ -364,6 +364,77 @@ public class NotificationEngineTests
     }
 
     /// <summary>
+    /// A program makes our copy of its socket the last reference to it (it closes its fd while its connect is
+    /// parked with our copy) and holds an epoll set that socket is in: closing our copy waits for that set. The
+    /// close runs on a closer thread, not on the poller: its next parked connect is still answered, and another
+    /// program is served meanwhile. Its further copies (a flood of getsockname calls) wait behind the stuck close
+    /// up to a bound; past it, that program alone is detached, so our fds stay bounded. Let go, all is closed.
+    /// </summary>
+    [Fact]
+    public void AProgramMakingOurCloseOfItsSocketWaitStallsNeitherThePollerNorAnotherProgram()
+    {
+        using var dir = new TempDir();
+        var log = new ListLoggerFactory();
+        string hold = CompiledC.Build("c/closehold.c", "-pthread");
+        File.WriteAllText(dir["victim.py"], """
+            import socket
+            l = socket.socket(); l.bind(("127.0.0.1", 9651)); l.listen()
+            for i in range(5):
+                c = socket.socket(); c.connect(("127.0.0.1", 9651)); s, _ = l.accept()
+                c.sendall(b"x"); assert s.recv(1) == b"x"
+                c.close(); s.close()
+            print("victim ok")
+            """);
+        using var engine = new NotificationEngine(Options.Create(new EngineOptions { NotificationThreads = 1 }), log);
+        engine.Start();
+        var (fdA, pidA) = SpawnFiltered(PolicyFor(dir, "a"), $"exec {hold} 9650 {dir["release"]} 100000 > {dir["a.out"]} 2>&1");
+        var (fdB, pidB) = SpawnFiltered(PolicyFor(dir, "b"),
+            $"while ! grep -q flood {dir["a.out"]} 2>/dev/null; do sleep 0.05; done; {Py} {dir["victim.py"]} > {dir["b.out"]} 2>&1; echo $? > {dir["b.rc"]}");
+        var a = engine.Attach(fdA, PolicyFor(dir, "a"), new TargetContext(pidA));
+        var b = engine.Attach(fdB, PolicyFor(dir, "b"), new TargetContext(pidB));
+        string Out(string name) => File.Exists(dir[name]) ? File.ReadAllText(dir[name]) : $"no {name}";
+        try
+        {
+            // The parked connect whose copy is the last reference is answered at its SO_SNDTIMEO, and so is the
+            // next one: the poller did not wait in the close.
+            Assert.True(Wait.Until(() => Out("a.out").Contains("flood:"), TimeSpan.FromSeconds(60)), Out("a.out"));
+            string attacker = Out("a.out");
+            Assert.StartsWith("held\n", attacker);
+            Assert.Contains("closed c1\n", attacker);
+            Assert.Contains("c1 connect: Connection timed out\n", attacker);
+            Assert.Contains("c2 connect: Connection timed out\n", attacker);
+            Assert.DoesNotContain("released", attacker);
+            // Its copies queued behind the stuck close until the bound, then it alone was let go: its later calls failed.
+            Assert.Matches(@"flood: [0-9]+ ok, [1-9][0-9]* failed", attacker);
+            Assert.True(Wait.Until(() => a.DetachReason is not null, TimeSpan.FromSeconds(30)), "the holder was not detached");
+            Assert.Contains("wait to be closed", a.DetachReason);
+            Assert.InRange(CopyCloser.PendingCount(a), 1, CopyCloser.MaxPendingPerAttachment + 8);
+            // The other program, served while the first holds its set.
+            Assert.True(Wait.Until(() => Out("b.rc").Trim().Length > 0 && !Out("b.rc").StartsWith("no ", StringComparison.Ordinal), TimeSpan.FromSeconds(60)), "the other program did not finish");
+            Assert.True(Out("b.rc").Trim() == "0", Out("b.out"));
+            Assert.Contains("victim ok", Out("b.out"));
+            Assert.DoesNotContain("wait to be closed", b.DetachReason ?? ""); // let go once it exited, not refused
+            lock (log.Lines)
+                Assert.Contains(log.Lines, l => l.Contains($"pid {pidA} getsockname: ", StringComparison.Ordinal)
+                    && l.Contains("wait to be closed", StringComparison.Ordinal) && l.Contains("its listener is detached, answered EIO", StringComparison.Ordinal));
+            // Let go, the stuck close finishes and the rest follow.
+            File.WriteAllText(dir["release"], "");
+            Assert.True(Wait.Until(() => CopyCloser.PendingCount(a) == 0, TimeSpan.FromSeconds(30)), $"{CopyCloser.PendingCount(a)} closes still wait");
+            Assert.Equal(0, Spawn.WaitForExit(pidA));
+            Assert.Contains("released", Out("a.out"));
+            Assert.True(Wait.Until(() => CopyCloser.StuckClosers == 0, TimeSpan.FromSeconds(30)), $"{CopyCloser.StuckClosers} closers still stuck");
+        }
+        finally
+        {
+            File.WriteAllText(dir["release"], "");
+            Spawn.Kill(pidA, 9);
+            Spawn.Kill(pidB, 9);
+            Spawn.WaitForExit(pidA);
+            Spawn.WaitForExit(pidB);
+        }
+    }
+
+    /// <summary>
     /// A bug of ours while handling a call (simulated: the attachment's policy taken away under the engine)
     /// costs that call EIO and an error in the log; the only notification thread goes on serving.
     /// </summary>
