@@ -154,16 +154,26 @@ internal static partial class Interop
         /// RESOLVE_NO_MAGICLINKS (no /proc/PID/fd jump out of it). Symlinks are followed, the last one too.
         /// 0 or errno (ENOSYS before Linux 5.6).
         /// </summary>
-        public static int OpenInRoot(int root, string path, bool directory, out int fd)
+        public static int OpenInRoot(int root, string path, bool directory, out int fd) => Open2(root, path, directory, ResolveInRoot, out fd);
+
+        /// <summary>
+        /// Opens relative <paramref name="path"/> from <paramref name="start"/> as O_PATH with RESOLVE_BENEATH (EXDEV for
+        /// anything that would leave it: "..", absolute paths and symlinks) and RESOLVE_NO_MAGICLINKS; 0 or errno.
+        /// </summary>
+        public static int OpenBeneath(int start, string path, bool directory, out int fd) => Open2(start, path, directory, ResolveBeneath, out fd);
+
+        private const ulong ResolveBeneath = 0x08;
+
+        private static int Open2(int start, string path, bool directory, ulong resolve, out int fd)
         {
             string relative = path.TrimStart('/');
             var how = new OpenHow
             {
                 Flags = (ulong)(O_PATH | O_CLOEXEC | (directory ? O_DIRECTORY : 0)),
-                Resolve = ResolveInRoot | ResolveNoMagicLinks,
+                Resolve = resolve | ResolveNoMagicLinks,
             };
             fixed (byte* p = Z(relative.Length == 0 ? "." : relative))
-                fd = (int)Openat2(SysOpenat2, root, p, &how, (nuint)sizeof(OpenHow));
+                fd = (int)Openat2(SysOpenat2, start, p, &how, (nuint)sizeof(OpenHow));
             return fd < 0 ? Marshal.GetLastPInvokeError() : 0;
         }
 

@@ -57,6 +57,71 @@ public class MountNamespaceTests : IntegrationTest
         Assert.Contains("removed\n", p.Stdout);
     }
 
+    /// <summary>
+    /// The program's own AF_UNIX sockets under a policy that rejects (so the engine carries their binds and
+    /// connects out): by absolute path, by a path relative to its directory, through a symlink within its
+    /// root, and the escapes: through a symlink to our directory, and up out of its working directory.
+    /// </summary>
+    private const string OwnUnixSockets = """
+        import errno, os, socket, sys
+        def attempt(f):
+            try: f(); return 'done'
+            except OSError as e: return errno.errorcode.get(e.errno, str(e.errno))
+        def unix(): return socket.socket(socket.AF_UNIX)
+        own = unix(); print('bind own', attempt(lambda: (own.bind('/inside/own.sock'), own.listen())))
+        print('name', own.getsockname())
+        print('file', os.path.exists('/inside/own.sock'), oct(os.lstat('/inside/own.sock').st_mode & 0o777))
+        print('connect own', attempt(lambda: unix().connect('/inside/own.sock')))
+        os.chdir('/inside')
+        print('connect relative', attempt(lambda: unix().connect('own.sock')))
+        print('connect via inside link', attempt(lambda: unix().connect(sys.argv[3] + '/own.sock')))
+        print('connect live', attempt(lambda: unix().connect(sys.argv[1] + '/live.sock')))
+        print('bind stale', attempt(lambda: unix().bind(sys.argv[1] + '/stale.sock')))
+        print('connect up', attempt(lambda: unix().connect('../' * 12 + sys.argv[2] + '/live.sock')))
+        """;
+
+    [Fact]
+    public void OwnUnixSocketsOfAProgramWithItsOwnRootAreMadeAndReachedThereOnly()
+    {
+        NeedsRoot();
+        using var dir = new TempDir();
+        // Ours, root's: a stale socket file and a live listener.
+        Directory.CreateDirectory(dir["root-only"]);
+        File.SetUnixFileMode(dir["root-only"], (UnixFileMode)0x1ED);
+        using (var make = new RunningProgram(Py, ["-c", $"import socket; socket.socket(socket.AF_UNIX).bind('{dir["root-only/stale.sock"]}')"]))
+            Assert.True(0 == make.WaitForExit(Long), make.Describe());
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(dir["root-only/live.sock"]));
+        listener.Listen();
+        string policy = Policies.Write(dir, """
+            { "rules": [ { "address": "0.0.0.0/0", "reject": "EACCES" }, { "address": "::/0", "reject": "EACCES" } ] }
+            """);
+        Directory.CreateDirectory(dir["newroot"]);
+        string setup = "mount -t tmpfs none \"$0\" && cd \"$0\" && mkdir usr inside && mount --rbind /usr usr"
+            + " && ln -s usr/bin bin && ln -s usr/lib lib && ln -s usr/lib64 lib64"
+            + $" && ln -s {dir["root-only"]} outside-link && ln -s /inside inside-link && umask 022 && exec chroot \"$0\" \"$@\"";
+        using var p = new RunningProgram(Launcher.Path, ["--policy", policy, "--", "unshare", "-m", "--propagation", "private",
+            "sh", "-c", setup, dir["newroot"], "/usr/bin/python3", "-c", OwnUnixSockets, "/outside-link", dir["root-only"], "/inside-link"]);
+        Assert.True(0 == p.WaitForExit(Long), p.Describe());
+        Assert.Equal($"""
+            bind own done
+            name own.sock
+            file True 0o755
+            connect own done
+            connect relative done
+            connect via inside link done
+            connect live ENOENT
+            bind stale ENOENT
+            connect up EACCES
+
+            """, p.Stdout);
+        Assert.Contains("its relative path leaves its working directory", p.Stderr);
+        Assert.True(File.Exists(dir["root-only/stale.sock"]), "root's stale socket file was touched");
+        Assert.Equal(["live.sock", "stale.sock"], Directory.EnumerateFileSystemEntries(dir["root-only"]).Select(Path.GetFileName).Order());
+        listener.Blocking = false;
+        Assert.Throws<SocketException>(() => listener.Accept()); // nothing reached our listener
+    }
+
     /// <summary>Binds and connects over TCP and prints what each said; the policy sends 127.0.0.2 to /inside-link, the rest to /outside-link.</summary>
     private const string BindAndConnect = """
         import errno, os, socket, sys
