@@ -122,6 +122,36 @@ public class MountNamespaceTests : IntegrationTest
         Assert.Throws<SocketException>(() => listener.Accept()); // nothing reached our listener
     }
 
+    /// <summary>A UDP server and client in one process: unconnected sendto, the reply's source, then a connected send.</summary>
+    private const string UdpExchange = """
+        import os, socket, sys
+        port, sock = int(sys.argv[1]), sys.argv[2]
+        srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); srv.bind(('127.0.0.1', port))
+        print('bound', os.path.exists(sock), flush=True)
+        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        c.sendto(b'ping', ('127.0.0.1', port)); data, peer = srv.recvfrom(100); srv.sendto(b'pong:' + data, peer)
+        reply, source = c.recvfrom(100); print('reply', reply.decode(), source, flush=True)
+        c.connect(('127.0.0.1', port)); c.send(b'again'); print('server got', srv.recv(100).decode(), flush=True)
+        """;
+
+    [Fact]
+    public void UdpInATargetsOwnMountNamespaceUsesItsSocketFileThere()
+    {
+        NeedsRoot();
+        using var dir = new TempDir();
+        string policy = Policies.Write(dir, $$"""
+            { "rules": [ { "protocol": "udp", "address": "127.0.0.0/8", "directory": "{{dir["socks"]}}" } ] }
+            """);
+        Directory.CreateDirectory(dir["socks"]);
+        const int port = 7491;
+        string sock = dir[$"socks/{port}.sock"];
+        using var p = new RunningProgram(Launcher.Path, ["--policy", policy, "--", "unshare", "-m", "--propagation", "private",
+            "sh", "-c", "mount -t tmpfs none \"$0\" && exec \"$@\"", dir["socks"], Py, "-c", UdpExchange, $"{port}", sock]);
+        Assert.True(0 == p.WaitForExit(Long), p.Describe());
+        Assert.Equal($"bound True\nreply pong:ping ('127.0.0.1', {port})\nserver got again\n", p.Stdout);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(dir["socks"]));
+    }
+
     /// <summary>Binds and connects over TCP and prints what each said; the policy sends 127.0.0.2 to /inside-link, the rest to /outside-link.</summary>
     private const string BindAndConnect = """
         import errno, os, socket, sys
