@@ -248,11 +248,13 @@ internal sealed partial class Redirector
     /// <summary>
     /// Opens the directory of a socket file (O_PATH), creating what is missing (0755 under the thread's umask,
     /// as the program, so the directories are its own). Existing components are followed as the program would;
-    /// each one created is opened without following symlinks, from its parent.
+    /// each one created is opened without following symlinks, from its parent. For a target with its own root
+    /// or mount namespace, existing components are looked up in its root (<see cref="TargetIdentity.ForeignRoot"/>).
     /// </summary>
     private static int OpenSocketDirectory(string dir, out Native.FileSystem.DirectoryHandle? directory)
     {
-        int err = Native.FileSystem.OpenDirectory(dir, out directory);
+        int root = TargetIdentity.ForeignRoot;
+        int err = root >= 0 ? Native.FileSystem.OpenDirectoryInRoot(root, dir, out directory) : Native.FileSystem.OpenDirectory(dir, out directory);
         if (err != Errors.ENOENT) return err;
         string? parentPath = Path.GetDirectoryName(dir);
         string name = Path.GetFileName(dir);

@@ -28,6 +28,7 @@ internal sealed partial class Redirector
     {
         int fd = (int)r.A0;
         int err;
+        int dirFd = -1;
         bool keepCopy = false;
         string call = fastOpen is null ? "connect" : Syscalls.Name(r.Nr);
         try
@@ -42,15 +43,13 @@ internal sealed partial class Redirector
             if (err != 0) return Outcome.Fail(err);
             CopySocketOptions(copy, unix);
             Span<byte> sa = stackalloc byte[UnixAddress.MaxSize];
-            err = UnixSockAddr(path, sa, out int size, out int dirFd, out _);
-            if (err == 0)
-            {
-                err = Sock.Connect(unix, sa[..size]);
-                Sock.Close(dirFd);
-            }
+            err = UnixSockAddr(path, sa, out int size, out dirFd, out string sunPath);
+            if (err == 0) err = Sock.Connect(unix, sa[..size]);
+            // For a target with its own root, what is at the path is the file found in that root (open at dirFd), not ours.
+            string found = TargetIdentity.ForeignRoot >= 0 && dirFd >= 0 ? sunPath : path;
             // A fast-open send is answered with its byte count, which the waiting workers below do not
             // give: EOPNOTSUPP makes TFO clients fall back to connect, which takes those paths.
-            if (fastOpen is not null && (err == Errors.EAGAIN || err == Errors.ECONNREFUSED && File.Exists(path) && !IsSocketFile(path)))
+            if (fastOpen is not null && (err == Errors.EAGAIN || err == Errors.ECONNREFUSED && IsOtherThanSocket(found)))
             {
                 Sock.Close(unix);
                 _log.Decision(r.Pid, call, endpoint.ToString(), $"rule {rule.Index} -> {path}: MSG_FASTOPEN to a full backlog or a control file: EOPNOTSUPP (the program falls back to connect)");
@@ -72,7 +71,7 @@ internal sealed partial class Redirector
             }
             // A control file is a regular file where the socket should be, and connecting to it is refused:
             // only then is it worth reading.
-            if (err == Errors.ECONNREFUSED && TryControlFile(r, endpoint, path, rule.Index, out var control, out var failure))
+            if (err == Errors.ECONNREFUSED && TryControlFile(r, endpoint, found, rule.Index, out var control, out var failure))
             {
                 Sock.Close(unix);
                 if (control is null) return failure;
@@ -94,6 +93,7 @@ internal sealed partial class Redirector
         finally
         {
             if (!keepCopy) CloseCopy(copy);
+            Sock.Close(dirFd);
         }
     }
 
@@ -104,7 +104,11 @@ internal sealed partial class Redirector
         return swapped with { Value = Math.Max(sent, 0) };
     }
 
-    private static bool IsSocketFile(string path) => global::Interop.FileSystem.Lstat(path, out var st) == 0 && st.IsSocket;
+    /// <summary>True when something that is not a socket is at <paramref name="path"/> (a /proc/self/fd link: the file it leads to).</summary>
+    private static bool IsOtherThanSocket(string path) =>
+        path.StartsWith("/proc/self/fd/", StringComparison.Ordinal)
+            ? global::Interop.FileSystem.Stat(path, out var found) == 0 && !found.IsSocket
+            : File.Exists(path) && !(global::Interop.FileSystem.Lstat(path, out var st) == 0 && st.IsSocket);
 
     /// <summary>
     /// connect on a socket that is not AF_INET/AF_INET6: one we swapped in (restarted after a signal, bound

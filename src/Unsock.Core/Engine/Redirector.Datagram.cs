@@ -405,7 +405,11 @@ internal sealed partial class Redirector
                     }
                     else
                     {
-                        int err = UnixSockAddr(route.Path!, unixSa, out size, out dirFd, out _);
+                        // Resolved as the program, in its root when it has its own (see TargetIdentity.ForeignRoot).
+                        int err;
+                        size = 0;
+                        using (var identity = TargetIdentity.Assume(_target, r.Pid))
+                            err = identity.Errno != 0 ? Errors.EACCES : UnixSockAddr(route.Path!, unixSa, out size, out dirFd, out _);
                         if (err != 0) return Outcome.Fail(err);
                     }
                     destination = unixSa[..size];

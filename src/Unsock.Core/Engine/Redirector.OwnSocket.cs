@@ -1,3 +1,4 @@
+using Unsock.Core.Addressing;
 using System.Buffers.Binary;
 using Unsock.Core.Filter;
 using Unsock.Core.Policies;
@@ -17,12 +18,6 @@ namespace Unsock.Core.Engine;
 /// </summary>
 internal sealed partial class Redirector
 {
-    private static readonly (ulong Device, ulong Inode) OwnRoot = StatOf("/");
-    private static readonly (ulong Device, ulong Inode) OwnMountNamespace = StatOf("/proc/self/ns/mnt");
-
-    private static (ulong Device, ulong Inode) StatOf(string path) =>
-        Native.TaskContext.Stat(path, out ulong device, out ulong inode) == 0 ? (device, inode) : (0, 0);
-
     /// <summary>
     /// bind, connect or a MSG_FASTOPEN send on a socket that is not AF_INET/AF_INET6 (the program's own, or
     /// one we swapped in where the call redirects nothing), carried out on <paramref name="copy"/> with the
@@ -65,16 +60,19 @@ internal sealed partial class Redirector
         string call = Syscalls.Name(r.Nr);
         string subject = DescribeUnixAddress(sockaddr);
         bool named = sockaddr.Length > 2 && BinaryPrimitives.ReadUInt16LittleEndian(sockaddr) == Sock.AfUnix && sockaddr[2] != 0;
-        int cwd = -1;
+        int cwd = -1, root = -1;
         bool keep = false;
         try
         {
+            string? path = null;
             if (named)
             {
-                // Path names are looked up from our root: only where the program's root and mounts are ours do they
-                // name the same file. Elsewhere we refuse; the service will resolve them in the target's namespace.
-                if (StatOf($"/proc/{r.Pid}/root") != OwnRoot || StatOf($"/proc/{r.Pid}/ns/mnt") != OwnMountNamespace)
-                    return Refuse(r, subject, "the program's root directory or mount namespace is not the supervisor's, so its path cannot be resolved here");
+                // Path names are looked up from our root: where the program's root or mounts are not ours, its path
+                // is resolved in its tree instead (see UnixAttempt.RunInRoot).
+                int opened = TargetIdentity.OpenForeignRoot(r.Pid, out root);
+                if (opened != 0) return Refuse(r, subject, $"its root directory cannot be opened ({Errors.Name(opened)})");
+                if (root >= 0 && !TryPathOf(sockaddr, out path))
+                    return Refuse(r, subject, "the program has its own root or mount namespace, and its path is not UTF-8, which is how we resolve it there");
                 if (sockaddr[2] != (byte)'/')
                 {
                     cwd = Native.TaskContext.OpenDirectory($"/proc/{r.Pid}/cwd");
@@ -84,7 +82,7 @@ internal sealed partial class Redirector
             int umask = 0;
             if (direction == RuleDirection.Bind && named && !TargetIdentity.TryReadUmask(r.Pid, out umask))
                 return Refuse(r, subject, "its umask cannot be read");
-            var attempt = new UnixAttempt(direction, sockaddr.ToArray(), cwd, umask, facts.FileFlags);
+            var attempt = new UnixAttempt(direction, sockaddr.ToArray(), cwd, umask, facts.FileFlags) { Root = root, Path = path };
             int err = attempt.Run(r.Pid, copy, out string? refusal);
             if (refusal is not null) return Refuse(r, subject, refusal);
             if (err == Errors.EAGAIN && direction == RuleDirection.Connect && !facts.NonBlocking && facts.Type != Sock.SockDgram)
@@ -104,8 +102,19 @@ internal sealed partial class Redirector
             {
                 CloseCopy(copy);
                 Sock.Close(cwd);
+                Sock.Close(root);
             }
         }
+    }
+
+    /// <summary>The path of a named sockaddr_un, when it reads as UTF-8 both ways.</summary>
+    private static bool TryPathOf(ReadOnlySpan<byte> sockaddr, out string? path)
+    {
+        var bytes = sockaddr[2..];
+        int nul = bytes.IndexOf((byte)0);
+        if (nul >= 0) bytes = bytes[..nul];
+        path = System.Text.Encoding.UTF8.GetString(bytes);
+        return System.Text.Encoding.UTF8.GetBytes(path).AsSpan().SequenceEqual(bytes);
     }
 
     private Outcome Refuse(in SyscallRequest r, string subject, string why)
@@ -129,9 +138,16 @@ internal sealed partial class Redirector
     {
         public int Cwd => cwd;
 
+        /// <summary>The program's root (O_PATH) when it or its mount namespace is not ours, else -1; closed with <see cref="Cwd"/>.</summary>
+        public int Root { get; init; } = -1;
+
+        /// <summary>The path of <c>sockaddr</c>, with <see cref="Root"/>.</summary>
+        public string? Path { get; init; }
+
         /// <summary>The call's errno, or a reason in <paramref name="refusal"/> when it was not made at all.</summary>
         public int Run(int tid, int copy, out string? refusal)
         {
+            if (Root >= 0) return RunInRoot(tid, copy, out refusal);
             refusal = null;
             bool bind = direction == RuleDirection.Bind;
             int err = bind ? ThreadUmask.Set(umask) : 0;
@@ -158,7 +174,76 @@ internal sealed partial class Redirector
                 if (bind) ThreadUmask.Close();
             }
         }
+
+        private int RunInRoot(int tid, int copy, out string? refusal) =>
+            ResolveAndRun(new UnixAttemptInRoot(direction, Path!, Root, cwd, umask, fileFlags), tid, copy, out refusal);
     }
+
+    /// <summary>
+    /// <see cref="UnixAttempt.Run"/> for a program with its own root or mount namespace, where its path means
+    /// something else to us. Looked up as the program, from its root (absolute paths: openat2 RESOLVE_IN_ROOT)
+    /// or from its working directory (relative ones: RESOLVE_BENEATH; one that climbs out of it is refused,
+    /// as we cannot tell where its root would stop it). A bind is made from the directory found, under the
+    /// name alone (bind never follows a symlink there; getsockname then reports that name, not the path); a
+    /// connect goes to the file found (/proc/self/fd/N), so no symlink in its tree leads into ours.
+    /// </summary>
+    private static int ResolveAndRun(UnixAttemptInRoot a, int tid, int copy, out string? refusal)
+    {
+        refusal = null;
+        bool bind = a.Direction == RuleDirection.Bind;
+        bool relative = !a.Path.StartsWith('/');
+        int start = relative ? a.Cwd : a.Root;
+        int err = bind ? ThreadUmask.Set(a.Umask) : 0;
+        if (err != 0)
+        {
+            refusal = $"cannot take its umask on this thread ({Errors.Name(err)})";
+            return err;
+        }
+        int fd = -1;
+        bool entered = false;
+        try
+        {
+            using (var credentials = TargetCredentials.Assume(tid))
+            {
+                if (credentials.Errno != 0)
+                {
+                    refusal = $"cannot act as it: {credentials.Refusal}";
+                    return credentials.Errno;
+                }
+                Span<byte> sa = stackalloc byte[UnixAddress.MaxSize];
+                string name = System.IO.Path.GetFileName(a.Path);
+                string where = bind ? System.IO.Path.GetDirectoryName(a.Path) ?? "/" : a.Path;
+                if (relative && where.Length == 0) where = ".";
+                err = relative
+                    ? Native.FileSystem.OpenBeneath(start, where, directory: bind, out fd)
+                    : Native.FileSystem.OpenInRoot(start, where, directory: bind, out fd);
+                if (err == Errors.EXDEV && relative)
+                {
+                    refusal = "the program has its own root or mount namespace, and its relative path leaves its working directory";
+                    return Errors.EACCES;
+                }
+                if (err != 0) return err;
+                if (bind)
+                {
+                    if (name.Length == 0 || !UnixAddress.TryEncode(name, sa, out int size)) return Errors.EINVAL;
+                    err = ThreadUmask.EnterDirectory(fd);
+                    if (err != 0) return err;
+                    entered = true;
+                    return Sock.Bind(copy, sa[..size]);
+                }
+                if (!UnixAddress.TryEncode($"/proc/self/fd/{fd}", sa, out int length)) return Errors.ENAMETOOLONG;
+                return ConnectNonBlocking(copy, sa[..length].ToArray(), a.FileFlags);
+            }
+        }
+        finally
+        {
+            if (entered) ThreadUmask.LeaveDirectory();
+            Sock.Close(fd);
+            if (bind) ThreadUmask.Close();
+        }
+    }
+
+    private readonly record struct UnixAttemptInRoot(RuleDirection Direction, string Path, int Root, int Cwd, int Umask, int FileFlags);
 
     /// <summary>
     /// A blocking AF_UNIX connect into a full backlog, carried out as the program: retried on the poller (AF_UNIX
@@ -227,6 +312,7 @@ internal sealed partial class Redirector
         {
             CopyCloser.Close(Attachment, _copy);
             Sock.Close(_attempt.Cwd);
+            Sock.Close(_attempt.Root);
         }
     }
 

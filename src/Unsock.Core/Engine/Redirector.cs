@@ -245,14 +245,29 @@ internal sealed partial class Redirector : IDisposable
     }
 
     /// <summary>
-    /// The sockaddr_un for <paramref name="path"/>, through /proc/self/fd/DIRFD/NAME when it is longer than
-    /// sun_path. On success the caller closes <paramref name="directoryFd"/> (-1 when none was needed); on
-    /// failure nothing is left open.
+    /// The sockaddr_un to connect or send to <paramref name="path"/>, through /proc/self/fd/DIRFD/NAME when it is
+    /// longer than sun_path. For a target that sees another root or mount namespace
+    /// (<see cref="TargetIdentity.ForeignRoot"/>) the whole path is resolved first in its root, as it would
+    /// resolve it, and the address names the file found (/proc/self/fd/FD): a symlink there cannot lead
+    /// to a socket of ours. On success the caller closes <paramref name="directoryFd"/> (-1 when none was
+    /// needed); on failure nothing is left open.
     /// </summary>
     private static int UnixSockAddr(string path, Span<byte> sockaddr, out int size, out int directoryFd, out string sunPath)
     {
         directoryFd = -1;
         sunPath = path;
+        int root = TargetIdentity.ForeignRoot;
+        if (root >= 0)
+        {
+            size = 0;
+            int failed = Native.FileSystem.OpenInRoot(root, path, directory: false, out directoryFd);
+            if (failed != 0) return failed;
+            sunPath = $"/proc/self/fd/{directoryFd}";
+            if (UnixAddress.TryEncode(sunPath, sockaddr, out size)) return 0;
+            Sock.Close(directoryFd);
+            directoryFd = -1;
+            return Errors.ENAMETOOLONG;
+        }
         if (UnixAddress.TryEncode(path, sockaddr, out size)) return 0;
         string dir = Path.GetDirectoryName(path) ?? "/";
         int err = Native.FileSystem.OpenDirectoryPath(dir, out directoryFd);
@@ -266,11 +281,15 @@ internal sealed partial class Redirector : IDisposable
         return err;
     }
 
-    /// <summary>The sockaddr_un for entry <paramref name="name"/> of the open directory that <paramref name="path"/> names.</summary>
+    /// <summary>
+    /// The sockaddr_un for entry <paramref name="name"/> of the open directory that <paramref name="path"/> names
+    /// (always through the directory for a target with its own root: the path means something else to us).
+    /// </summary>
     private static int UnixSockAddrAt(int directoryFd, string path, string name, Span<byte> sockaddr, out int size, out string sunPath)
     {
         sunPath = path;
-        if (UnixAddress.TryEncode(path, sockaddr, out size)) return 0;
+        size = 0;
+        if (TargetIdentity.ForeignRoot < 0 && UnixAddress.TryEncode(path, sockaddr, out size)) return 0;
         sunPath = $"/proc/self/fd/{directoryFd}/{name}";
         return UnixAddress.TryEncode(sunPath, sockaddr, out size) ? 0 : Errors.ENAMETOOLONG;
     }

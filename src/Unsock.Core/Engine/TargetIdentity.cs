@@ -30,11 +30,57 @@ internal static unsafe class TargetIdentity
     /// <summary>True while this thread has switched to a target's fs identity (or could not switch back).</summary>
     internal static bool IsActingForSomeone => t_current is not null || t_unknown;
 
+    // The root of the target this thread acts for (fd + 1), when its root or mount namespace is not ours.
+    [ThreadStatic] private static int t_root;
+    private static readonly (ulong Device, ulong Inode) OwnRoot = StatOf("/");
+    private static readonly (ulong Device, ulong Inode) OwnMountNamespace = StatOf("/proc/self/ns/mnt");
+
+    private static (ulong Device, ulong Inode) StatOf(string path) =>
+        global::Interop.TaskContext.Stat(path, out ulong device, out ulong inode) == 0 ? (device, inode) : (0, 0);
+
+    /// <summary>
+    /// While a scope taken for a target is open, and that target's root directory or mount namespace is not
+    /// the supervisor's: an O_PATH fd of its root (/proc/TID/root), from which its socket paths are resolved
+    /// (openat2 with RESOLVE_IN_ROOT), so that its files are made, found and removed where it sees them and
+    /// never outside its root. -1 when the target sees the supervisor's own tree.
+    /// </summary>
+    internal static int ForeignRoot => t_root - 1;
+
+    /// <summary>
+    /// Opens thread <paramref name="tid"/>'s root when it or its mount namespace differs from ours
+    /// (<paramref name="root"/> is -1 when both are ours); 0, or the errno that keeps us from knowing.
+    /// </summary>
+    internal static int OpenForeignRoot(int tid, out int root)
+    {
+        int err = global::Interop.TaskContext.OpenDirectory($"/proc/{tid}/root", out root, out ulong device, out ulong inode);
+        if (err != 0) return err;
+        if ((device, inode) == OwnRoot)
+        {
+            err = global::Interop.TaskContext.Stat($"/proc/{tid}/ns/mnt", out ulong nsDevice, out ulong nsInode);
+            if (err == 0 && (nsDevice, nsInode) == OwnMountNamespace)
+            {
+                close(root);
+                root = -1;
+                return 0;
+            }
+            if (err != 0)
+            {
+                close(root);
+                root = -1;
+                return err;
+            }
+        }
+        return 0;
+    }
+
     /// <summary>Gives back the identity the thread had before, when disposed.</summary>
     public readonly struct Scope : IDisposable
     {
         private readonly bool _switched;
         private readonly FsCredentials? _previous;
+        // The target's root this scope opened (fd + 1; 0: none) and what the thread had before.
+        private readonly int _root;
+        private readonly int _previousRoot;
 
         internal Scope(bool switched, FsCredentials? previous, FsCredentials? credentials, int errno)
         {
@@ -43,6 +89,17 @@ internal static unsafe class TargetIdentity
             Credentials = credentials;
             Errno = errno;
         }
+
+        private Scope(Scope ids, int root)
+        {
+            this = ids;
+            _root = root + 1;
+            _previousRoot = t_root;
+            t_root = _root;
+        }
+
+        /// <summary>The same scope, resolving paths from <paramref name="root"/> (which it closes) until disposed.</summary>
+        internal Scope WithRoot(int root) => new(this, root);
 
         /// <summary>0, or EACCES when the target's identity could not be taken: then do nothing for it.</summary>
         public int Errno { get; }
@@ -53,6 +110,11 @@ internal static unsafe class TargetIdentity
         public void Dispose()
         {
             if (_switched && !SwitchTo(_previous)) SwitchTo(null);
+            if (_root != 0)
+            {
+                t_root = _previousRoot;
+                close(_root - 1);
+            }
         }
     }
 
@@ -61,6 +123,20 @@ internal static unsafe class TargetIdentity
     /// <summary>Takes the identity of thread <paramref name="tid"/> for file system access on this thread.</summary>
     /// <param name="target">The calling notification thread's cache, or null on a worker thread.</param>
     public static Scope Assume(TargetProcess? target, int tid)
+    {
+        // Its root first, as ourselves: /proc/TID/root is for those who may ptrace it.
+        if (OpenForeignRoot(tid, out int root) != 0) return Refused;
+        var scope = AssumeIds(target, tid);
+        if (root < 0) return scope;
+        if (scope.Errno != 0)
+        {
+            close(root);
+            return scope;
+        }
+        return scope.WithRoot(root);
+    }
+
+    private static Scope AssumeIds(TargetProcess? target, int tid)
     {
         if (!Root) return default;
         // The pidfd tells the credentials in one ioctl (6.13): that rules out the common root-for-root case.

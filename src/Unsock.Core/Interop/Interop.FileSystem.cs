@@ -36,6 +36,18 @@ internal static partial class Interop
             return 0;
         }
 
+        /// <summary>stat(2), following links; 0 or errno.</summary>
+        public static int Stat(string path, out FileStatus status)
+        {
+            stat st;
+            fixed (byte* p = Z(path))
+            {
+                if (stat(p, &st) < 0) { status = default; return errno; }
+            }
+            status = new((ulong)st.st_dev, (ulong)st.st_ino, (uint)st.st_mode, (long)st.st_size, (uint)st.st_uid);
+            return 0;
+        }
+
         /// <summary>Reads up to buffer.Length bytes of a small file (a /proc entry); the count or -errno.</summary>
         public static int ReadSmallFile(string path, Span<byte> buffer)
         {
@@ -122,6 +134,55 @@ internal static partial class Interop
             fixed (byte* p = Z(name)) fd = openat(parent, p, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
             directory = fd < 0 ? null : new DirectoryHandle(fd);
             return fd < 0 ? errno : 0;
+        }
+
+        private const long SysOpenat2 = 437;
+        private const ulong ResolveNoMagicLinks = 0x02, ResolveInRoot = 0x10;
+
+        [StructLayout(LayoutKind.Sequential)]
+        private struct OpenHow
+        {
+            public ulong Flags, Mode, Resolve;
+        }
+
+        [LibraryImport(Libc, EntryPoint = "syscall", SetLastError = true)]
+        private static partial long Openat2(long number, int dirFd, byte* path, OpenHow* how, nuint size);
+
+        /// <summary>
+        /// Opens <paramref name="path"/> as O_PATH the way a process whose root is <paramref name="root"/> sees it:
+        /// openat2 with RESOLVE_IN_ROOT ("/", "..", absolute symlinks all stay at <paramref name="root"/>) and
+        /// RESOLVE_NO_MAGICLINKS (no /proc/PID/fd jump out of it). Symlinks are followed, the last one too.
+        /// 0 or errno (ENOSYS before Linux 5.6).
+        /// </summary>
+        public static int OpenInRoot(int root, string path, bool directory, out int fd) => Open2(root, path, directory, ResolveInRoot, out fd);
+
+        /// <summary>
+        /// Opens relative <paramref name="path"/> from <paramref name="start"/> as O_PATH with RESOLVE_BENEATH (EXDEV for
+        /// anything that would leave it: "..", absolute paths and symlinks) and RESOLVE_NO_MAGICLINKS; 0 or errno.
+        /// </summary>
+        public static int OpenBeneath(int start, string path, bool directory, out int fd) => Open2(start, path, directory, ResolveBeneath, out fd);
+
+        private const ulong ResolveBeneath = 0x08;
+
+        private static int Open2(int start, string path, bool directory, ulong resolve, out int fd)
+        {
+            string relative = path.TrimStart('/');
+            var how = new OpenHow
+            {
+                Flags = (ulong)(O_PATH | O_CLOEXEC | (directory ? O_DIRECTORY : 0)),
+                Resolve = resolve | ResolveNoMagicLinks,
+            };
+            fixed (byte* p = Z(relative.Length == 0 ? "." : relative))
+                fd = (int)Openat2(SysOpenat2, start, p, &how, (nuint)sizeof(OpenHow));
+            return fd < 0 ? Marshal.GetLastPInvokeError() : 0;
+        }
+
+        /// <summary>As <see cref="OpenDirectory"/>, seen from <paramref name="root"/> (see <see cref="OpenInRoot"/>).</summary>
+        public static int OpenDirectoryInRoot(int root, string path, out DirectoryHandle? directory)
+        {
+            int err = OpenInRoot(root, path, directory: true, out int fd);
+            directory = err != 0 ? null : new DirectoryHandle(fd);
+            return err;
         }
 
         public static int MkdirAt(int directory, string name, int mode)

@@ -38,6 +38,25 @@ internal static partial class Interop
             return fd < 0 ? -errno : fd;
         }
 
+        /// <summary>An O_PATH fd of the directory <paramref name="path"/> leads to, with its device and inode; 0 or errno.</summary>
+        public static int OpenDirectory(string path, out int fd, out ulong device, out ulong inode)
+        {
+            device = inode = 0;
+            fixed (byte* p = Z(path)) fd = open(p, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+            if (fd < 0) return errno;
+            stat st;
+            if (fstat(fd, &st) < 0)
+            {
+                int err = errno;
+                close(fd);
+                fd = -1;
+                return err;
+            }
+            device = (ulong)st.st_dev;
+            inode = (ulong)st.st_ino;
+            return 0;
+        }
+
         /// <summary>Makes <paramref name="directoryFd"/> (O_PATH is enough) the working directory of this thread's fs context; 0 or errno.</summary>
         public static int ChangeDirectory(int directoryFd) => Syscall1(SysFchdir, directoryFd) < 0 ? Marshal.GetLastPInvokeError() : 0;
     }
