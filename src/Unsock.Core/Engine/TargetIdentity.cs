@@ -52,25 +52,17 @@ internal static unsafe class TargetIdentity
     /// </summary>
     internal static int OpenForeignRoot(int tid, out int root)
     {
-        int err = global::Interop.TaskContext.OpenDirectory($"/proc/{tid}/root", out root, out ulong device, out ulong inode);
+        root = -1;
+        // The common case, a target that sees our tree, costs two stats and no fd.
+        int err = global::Interop.TaskContext.Stat($"/proc/{tid}/root", out ulong device, out ulong inode);
         if (err != 0) return err;
         if ((device, inode) == OwnRoot)
         {
             err = global::Interop.TaskContext.Stat($"/proc/{tid}/ns/mnt", out ulong nsDevice, out ulong nsInode);
-            if (err == 0 && (nsDevice, nsInode) == OwnMountNamespace)
-            {
-                close(root);
-                root = -1;
-                return 0;
-            }
-            if (err != 0)
-            {
-                close(root);
-                root = -1;
-                return err;
-            }
+            if (err != 0) return err;
+            if ((nsDevice, nsInode) == OwnMountNamespace) return 0;
         }
-        return 0;
+        return global::Interop.TaskContext.OpenDirectory($"/proc/{tid}/root", out root, out _, out _);
     }
 
     /// <summary>Gives back the identity the thread had before, when disposed.</summary>
