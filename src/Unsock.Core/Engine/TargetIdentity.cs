@@ -33,7 +33,7 @@ internal static unsafe class TargetIdentity
     // The root of the target this thread acts for (fd + 1), when its root or mount namespace is not ours.
     [ThreadStatic] private static int t_root;
     private static readonly (ulong Device, ulong Inode) OwnRoot = StatOf("/");
-    private static readonly (ulong Device, ulong Inode) OwnMountNamespace = StatOf("/proc/self/ns/mnt");
+    private static readonly byte[] OwnMountNamespace = global::Interop.TaskContext.ReadNamespace("/proc/self/ns/mnt");
 
     private static (ulong Device, ulong Inode) StatOf(string path) =>
         global::Interop.TaskContext.Stat(path, out ulong device, out ulong inode) == 0 ? (device, inode) : (0, 0);
@@ -58,9 +58,9 @@ internal static unsafe class TargetIdentity
         if (err != 0) return err;
         if ((device, inode) == OwnRoot)
         {
-            err = global::Interop.TaskContext.Stat($"/proc/{tid}/ns/mnt", out ulong nsDevice, out ulong nsInode);
+            err = global::Interop.TaskContext.NamespaceIs($"/proc/{tid}/ns/mnt", OwnMountNamespace, out bool same);
             if (err != 0) return err;
-            if ((nsDevice, nsInode) == OwnMountNamespace) return 0;
+            if (same && OwnMountNamespace.Length > 0) return 0;
         }
         return global::Interop.TaskContext.OpenDirectory($"/proc/{tid}/root", out root, out _, out _);
     }

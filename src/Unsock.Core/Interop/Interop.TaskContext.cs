@@ -30,6 +30,30 @@ internal static partial class Interop
             return r < 0 ? errno : 0;
         }
 
+        /// <summary>
+        /// Whether the namespace link <paramref name="path"/> (/proc/TID/ns/mnt) reads <paramref name="expected"/>
+        /// ("mnt:[INODE]"): a readlink costs half a stat of the link, which makes nsfs look the namespace up.
+        /// </summary>
+        public static int NamespaceIs(string path, ReadOnlySpan<byte> expected, out bool same)
+        {
+            same = false;
+            byte* buffer = stackalloc byte[64];
+            long n;
+            fixed (byte* p = Z(path)) n = (long)readlink(p, buffer, 64);
+            if (n < 0) return errno;
+            same = new ReadOnlySpan<byte>(buffer, (int)n).SequenceEqual(expected);
+            return 0;
+        }
+
+        /// <summary>What the namespace link <paramref name="path"/> reads (/proc/self/ns/mnt: "mnt:[INODE]"); empty when unreadable.</summary>
+        public static byte[] ReadNamespace(string path)
+        {
+            byte* buffer = stackalloc byte[64];
+            long n;
+            fixed (byte* p = Z(path)) n = (long)readlink(p, buffer, 64);
+            return n <= 0 ? [] : new ReadOnlySpan<byte>(buffer, (int)n).ToArray();
+        }
+
         /// <summary>An O_PATH fd of the directory <paramref name="path"/> leads to (/proc/TID/cwd), or -errno.</summary>
         public static int OpenDirectory(string path)
         {
