@@ -32,7 +32,7 @@ public static class Telemetry
 
     /// <summary>
     /// The Prometheus endpoint's address when one is configured, checked: http, a loopback host (the metrics
-    /// name policies; they are not for the network), Throws with the key and the value otherwise.
+    /// name policies; they are not for the network) and no path. Throws with the key and the value otherwise.
     /// </summary>
     public static Uri? PrometheusEndpoint(IConfiguration configuration)
     {
