@@ -37,6 +37,24 @@ internal abstract class ParkedCall(ListenerAttachment attachment, SyscallRequest
     /// <summary>What a caught signal makes the call return: ERESTARTSYS restarts it (SA_RESTART) or gives EINTR.</summary>
     public virtual int InterruptErrno => Errors.ERESTARTSYS;
 
+    /// <summary>
+    /// What a caught signal makes a socket's wait return (sock_intr_errno): EINTR when the wait has a timeout
+    /// (SO_SNDTIMEO/SO_RCVTIMEO, our <see cref="Deadline"/>), else ERESTARTSYS.
+    /// </summary>
+    protected int SocketWaitInterruptErrno => Deadline != long.MaxValue ? Errors.EINTR : Errors.ERESTARTSYS;
+
+    private int _retryMs;
+
+    /// <summary>
+    /// Resumes the call again without readiness (nothing wakes us when it can go on): after <paramref name="firstMs"/>,
+    /// then after a delay that doubles each time up to <paramref name="lastMs"/>.
+    /// </summary>
+    protected internal void RetryWithBackoff(int firstMs, int lastMs)
+    {
+        _retryMs = _retryMs == 0 ? firstMs : Math.Min(_retryMs * 2, lastMs);
+        RetryAt = Environment.TickCount64 + _retryMs;
+    }
+
     /// <summary>The deadline passed: answer as the program expects.</summary>
     public abstract void TimedOut(Redirector handler);
 

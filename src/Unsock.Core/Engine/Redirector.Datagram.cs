@@ -774,14 +774,11 @@ internal sealed partial class Redirector
     {
         private const int FirstRetryMs = 1, LastRetryMs = 50;
         private readonly int _copy;
-        private readonly bool _hasTimeout;
-        private int _retryMs = FirstRetryMs;
 
         /// <param name="copy">Our copy of the socket to receive on (consumed), or -1 for a send.</param>
         public DatagramWait(ListenerAttachment attachment, SyscallRequest request, int copy, long deadline) : base(attachment, request)
         {
             _copy = copy;
-            _hasTimeout = deadline != long.MaxValue;
             Deadline = deadline;
             WaitFd = copy;
             WaitEvents = Tmds.Linux.LibC.EPOLLIN;
@@ -791,13 +788,9 @@ internal sealed partial class Redirector
         public ConvertedSocket? Entry { get; init; }
 
         // Under SO_RCVTIMEO/SO_SNDTIMEO an interrupted socket wait says EINTR, else it restarts (sock_intr_errno).
-        public override int InterruptErrno => _hasTimeout ? Errors.EINTR : Errors.ERESTARTSYS;
+        public override int InterruptErrno => SocketWaitInterruptErrno;
 
-        private void RetryLater()
-        {
-            RetryAt = Environment.TickCount64 + _retryMs;
-            _retryMs = Math.Min(_retryMs * 2, LastRetryMs);
-        }
+        private void RetryLater() => RetryWithBackoff(FirstRetryMs, LastRetryMs);
 
         public override bool Resume(Redirector handler)
         {

@@ -255,9 +255,7 @@ internal sealed partial class Redirector
         private const int FirstRetryMs = 2, LastRetryMs = 100;
         private readonly int _copy;
         private readonly UnixAttempt _attempt;
-        private readonly bool _hasTimeout;
         private readonly string _subject;
-        private int _retryMs = FirstRetryMs;
 
         public UnixConnectWhenRoom(ListenerAttachment attachment, SyscallRequest request, int copy, UnixAttempt attempt, long deadline, string subject)
             : base(attachment, request)
@@ -265,7 +263,6 @@ internal sealed partial class Redirector
             _copy = copy;
             _attempt = attempt;
             _subject = subject;
-            _hasTimeout = deadline != long.MaxValue;
             Deadline = deadline;
             RetryLater();
         }
@@ -277,13 +274,9 @@ internal sealed partial class Redirector
         public string? Destination { get; init; }
 
         // unix_wait_for_peer: ERESTARTSYS without a timeout, EINTR with one.
-        public override int InterruptErrno => _hasTimeout ? Errors.EINTR : Errors.ERESTARTSYS;
+        public override int InterruptErrno => SocketWaitInterruptErrno;
 
-        private void RetryLater()
-        {
-            RetryAt = Environment.TickCount64 + _retryMs;
-            _retryMs = Math.Min(_retryMs * 2, LastRetryMs);
-        }
+        private void RetryLater() => RetryWithBackoff(FirstRetryMs, LastRetryMs);
 
         public override bool Resume(Redirector handler)
         {
@@ -359,18 +352,16 @@ internal sealed partial class Redirector
     private sealed class ConnectInProgress : ParkedCall
     {
         private readonly int _copy;
-        private readonly bool _hasTimeout;
 
         public ConnectInProgress(ListenerAttachment attachment, SyscallRequest request, int copy, long deadline) : base(attachment, request)
         {
             _copy = copy;
-            _hasTimeout = deadline != long.MaxValue;
             WaitFd = copy;
             WaitEvents = EPOLLOUT;
             Deadline = deadline;
         }
 
-        public override int InterruptErrno => _hasTimeout ? Errors.EINTR : Errors.ERESTARTSYS;
+        public override int InterruptErrno => SocketWaitInterruptErrno;
 
         public override bool Resume(Redirector handler)
         {

@@ -40,7 +40,6 @@ internal sealed partial class Redirector
     private sealed class ConnectWhenRoom : ParkedCall
     {
         private const int FirstRetryMs = 2, LastRetryMs = 100;
-        private int _retryMs = FirstRetryMs;
 
         public ConnectWhenRoom(ListenerAttachment attachment, SyscallRequest request) : base(attachment, request) { }
 
@@ -61,11 +60,7 @@ internal sealed partial class Redirector
             RetryLater();
         }
 
-        public void RetryLater()
-        {
-            RetryAt = Environment.TickCount64 + _retryMs;
-            _retryMs = Math.Min(_retryMs * 2, LastRetryMs);
-        }
+        public void RetryLater() => RetryWithBackoff(FirstRetryMs, LastRetryMs);
 
         public override bool Resume(Redirector handler) => handler.ResumeConnectWhenRoom(this);
 
@@ -141,7 +136,6 @@ internal sealed partial class Redirector
         private readonly int _copy;
         private readonly byte[] _sockaddr;
         private readonly Func<int, Outcome> _afterConnect;
-        private readonly bool _hasTimeout;
 
         public ConnectOnCopyWait(ListenerAttachment attachment, SyscallRequest request, int copy, byte[] sockaddr,
             Func<int, Outcome> afterConnect, long deadline) : base(attachment, request)
@@ -149,13 +143,12 @@ internal sealed partial class Redirector
             _copy = copy;
             _sockaddr = sockaddr;
             _afterConnect = afterConnect;
-            _hasTimeout = deadline != long.MaxValue;
             WaitFd = copy;
             WaitEvents = EPOLLOUT;
             Deadline = deadline;
         }
 
-        public override int InterruptErrno => _hasTimeout ? Errors.EINTR : Errors.ERESTARTSYS;
+        public override int InterruptErrno => SocketWaitInterruptErrno;
 
         public override bool Resume(Redirector handler)
         {
