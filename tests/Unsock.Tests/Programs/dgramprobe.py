@@ -33,7 +33,10 @@ def family(host):
 
 
 def out(**kw):
-    print(json.dumps(kw), flush=True)
+    # One write per line: several probes share the test's stdout pipe, and print() makes two writes (the text, then
+    # the newline) when Python runs unbuffered (PYTHONUNBUFFERED), so lines of two probes could run together.
+    sys.stdout.write(json.dumps(kw) + "\n")
+    sys.stdout.flush()
 
 
 def send_until_accepted(s, data, addr, seconds=20):
