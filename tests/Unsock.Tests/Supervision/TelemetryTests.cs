@@ -86,7 +86,9 @@ public class TelemetryTests
         Assert.Equal("s", latency.Unit);
         Assert.Equal("histogram", latency.Kind);
         Assert.Equal((ulong)ours.Sum(p => p.Value), (ulong)latency.Points.Where(Ours).Sum(p => (double)p.Count));
-        Assert.All(latency.Points, p => Assert.InRange(p.Sum / p.Count, 0, 1)); // seconds, not milliseconds
+        // Seconds, not milliseconds: our targets' connects (other tests' engines in this process export under the same
+        // Meter, and a call of theirs parked for a second is rightly counted as a second).
+        Assert.All(latency.Points.Where(Ours), p => Assert.InRange(p.Sum / p.Count, 0, 1));
 
         var redirects = metrics.Where(m => m.Name == "unsock.redirects").Last();
         Assert.Equal(redirected, (long)redirects.Points.Where(p => Ours(p) && p.Attributes["network.transport"] == "unix").Sum(p => p.Value));
