@@ -42,6 +42,9 @@ internal static partial class Interop
             return 0;
         }
 
+        /// <summary>cmsg_len for <paramref name="dataLength"/> bytes of data: the aligned header and the data, not padded (CMSG_LEN(3)).</summary>
+        internal static long CmsgLen(int dataLength) => ((sizeof(cmsghdr) + 7) & ~7) + dataLength;
+
         /// <summary>Sends one record, with <paramref name="passFd"/> attached when it is not -1; 0 or an errno.</summary>
         public static int Send(int fd, ReadOnlySpan<byte> message, int passFd)
         {
@@ -58,7 +61,9 @@ internal static partial class Interop
                     cmsghdr* c = CMSG_FIRSTHDR(&msg);
                     c->cmsg_level = SOL_SOCKET;
                     c->cmsg_type = ScmRights;
-                    c->cmsg_len = (socklen_t)(uint)CMSG_LEN(sizeof(int));
+                    // Not Tmds.LibC's CMSG_LEN (0.5.0), which aligns the data too: 24 bytes for one int, which the
+                    // kernel reads as two fds, the second being fd 0 (the zeroed padding), our stdin.
+                    c->cmsg_len = (socklen_t)(uint)CmsgLen(sizeof(int));
                     *(int*)CMSG_DATA(c) = passFd;
                 }
                 while (true)
@@ -93,7 +98,7 @@ internal static partial class Interop
                 for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != null; c = CMSG_NXTHDR(&msg, c))
                 {
                     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != ScmRights) continue;
-                    int count = (int)(((long)(uint)c->cmsg_len - (long)(uint)CMSG_LEN(0)) / sizeof(int));
+                    int count = (int)(((long)(uint)c->cmsg_len - (long)CmsgLen(0)) / sizeof(int));
                     int* fds = (int*)CMSG_DATA(c);
                     for (int i = 0; i < count; i++)
                     {
