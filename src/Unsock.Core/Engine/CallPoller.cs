@@ -26,6 +26,7 @@ internal abstract class ParkedCall(ListenerAttachment attachment, SyscallRequest
     public long Deadline { get; protected set; } = long.MaxValue;
 
     internal long Key;
+    internal int JournalSlot = -1;
     internal int ArmedFd = -1;
     internal bool ArmFailed;
     internal long NextSignalCheck;
@@ -121,6 +122,12 @@ internal sealed unsafe class CallPoller : IDisposable
         {
             call.Key = ++_nextKey;
             _calls[call.Key] = call;
+        }
+        if (_engine.Journal is { } journal)
+        {
+            // Before the call can be answered: from now on the poller's slot keeps it for a successor.
+            call.JournalSlot = journal.Rent();
+            journal.Record(call.JournalSlot, call.Attachment.Target.Key, call.Request);
         }
         Arm(call);
         if (call.WaitFd < 0) Wake(); // a timer-only call: the loop may be sleeping past its retry time
@@ -288,6 +295,8 @@ internal sealed unsafe class CallPoller : IDisposable
             if (!_calls.Remove(call.Key)) return;
         if (call.ArmedFd >= 0) epoll_ctl(_epoll, EPOLL_CTL_DEL, call.ArmedFd, null);
         call.ArmedFd = -1;
+        // Handed over unanswered: the slot stays written, for the successor to handle the call again.
+        if (!call.Attachment.HandingOver) _engine.Journal?.Return(call.JournalSlot);
         try { call.Release(); }
         finally
         {
@@ -304,7 +313,7 @@ internal sealed unsafe class CallPoller : IDisposable
         {
             foreach (var call in CallsOf(null))
             {
-                call.Attachment.Listener.Fail(call.Request.Id, errno);
+                if (errno != 0) call.Attachment.Listener.Fail(call.Request.Id, errno);
                 Finish(call);
             }
             _stopping = true;

@@ -60,4 +60,13 @@ internal sealed partial class EngineLog(ILogger logger)
 
     [LoggerMessage(EventId = 13, Level = LogLevel.Debug, Message = "kept {Path}: its socket is still open somewhere (passed to another process)")]
     public partial void SocketFileKept(string path);
+
+    [LoggerMessage(EventId = 14, Level = LogLevel.Warning, Message = "pid {Pid}: taking back the previous supervisor's state: {Problem}")]
+    public partial void StateProblem(int pid, string problem);
+
+    [LoggerMessage(EventId = 15, Level = LogLevel.Debug, Message = "pid {Pid}: took back {Sockets} converted sockets and {Files} socket files from the previous supervisor")]
+    public partial void StateTaken(int pid, int sockets, int files);
+
+    [LoggerMessage(EventId = 16, Level = LogLevel.Information, Message = "pid {Pid} {Call}: received by the previous supervisor and not answered; handling it now")]
+    public partial void HandlingAgain(int pid, string call);
 }

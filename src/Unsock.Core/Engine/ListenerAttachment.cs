@@ -9,8 +9,9 @@ namespace Unsock.Core.Engine;
 /// <param name="RootDirectory">Its root directory as the supervisor reaches it ("/" in embedded mode).</param>
 /// <param name="Command">Its command line, for status output.</param>
 /// <param name="PolicyName">The policy's name in metrics (a named policy's name, "inline", "embedded"): bounded, never a pid or path.</param>
+/// <param name="Key">The host's number for the target, which a <see cref="CallJournal"/> records its unanswered calls under; 0: not journaled.</param>
 public sealed record TargetContext(int Pid, uint? Uid = null, uint? Gid = null, string RootDirectory = "/", string? Command = null,
-    string PolicyName = "embedded");
+    string PolicyName = "embedded", long Key = 0);
 
 /// <summary>What one attached listener's targets have had done to their calls.</summary>
 public sealed class ListenerCounters
@@ -71,6 +72,18 @@ public sealed class ListenerAttachment
     public string? DetachReason { get; private set; }
 
     public int ParkedCalls => Volatile.Read(ref _parked);
+
+    /// <summary>Set when the engine hands its targets over to a successor: waiting calls stay unanswered and journaled.</summary>
+    internal bool HandingOver { get; set; }
+
+    /// <summary>
+    /// The converted sockets and socket files, for the next supervisor (<see cref="AttachmentState"/>). Complete once
+    /// the attachment is detached; while it is attached, a snapshot that calls may change the moment after.
+    /// </summary>
+    public AttachmentState ExportState(bool filesOnly = false) => Registry.Export(filesOnly);
+
+    /// <summary>Changes whenever a socket file or listener is registered or removed: when to write <see cref="ExportState"/> again.</summary>
+    public long FilesVersion => Registry.FilesVersion;
 
     /// <summary>The socket files its targets bound through us and that still exist, as the targets named them.</summary>
     public IReadOnlyList<string> SocketFiles => Registry.FilePaths();

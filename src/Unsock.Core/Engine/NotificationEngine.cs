@@ -45,6 +45,8 @@ public sealed unsafe partial class NotificationEngine : IDisposable
         public Redirector? Handler;
         /// <summary>Handling a call with the receiving role kept (no other call waited when it came).</summary>
         public bool Kept;
+        /// <summary>Its slot in the <see cref="CallJournal"/>, for the call in hand; -1 without one.</summary>
+        public int Slot = -1;
     }
 
     [ThreadStatic] private static Worker? t_worker;
@@ -63,11 +65,26 @@ public sealed unsafe partial class NotificationEngine : IDisposable
     private int _nextId, _rotation;
     private volatile bool _stopping;
     private bool _started;
+    private CallJournal? _journal;
 
     internal EngineLog Log { get; }
     internal CallPoller Poller { get; }
     public EngineMetrics Metrics { get; }
     internal EngineOptions Options => _options;
+    internal CallJournal? Journal => _journal;
+
+    /// <summary>
+    /// Keeps every call received and not yet answered in <paramref name="journal"/>, for a successor to answer
+    /// (<see cref="Handover"/>). Before <see cref="Start"/>.
+    /// </summary>
+    public void UseJournal(CallJournal journal)
+    {
+        lock (_attachLock)
+        {
+            if (_started) throw new InvalidOperationException("the journal is chosen before the engine starts");
+            _journal = journal;
+        }
+    }
 
     public NotificationEngine(IOptions<EngineOptions>? options = null, ILoggerFactory? loggerFactory = null, IMeterFactory? meterFactory = null)
     {
@@ -121,7 +138,7 @@ public sealed unsafe partial class NotificationEngine : IDisposable
     private bool StartWorker()
     {
         if (_noMoreWorkers || _workers.Count >= _options.EffectiveNotificationThreads) return false;
-        var worker = new Worker($"unsock-notify-{_workers.Count}");
+        var worker = new Worker($"unsock-notify-{_workers.Count}") { Slot = _journal?.Rent() ?? -1 };
         worker.Thread = new Thread(() => Serve(worker), 256 * 1024) { IsBackground = true, Name = worker.Name };
         _workers.Add(worker);
         worker.Thread.Start();
@@ -129,7 +146,13 @@ public sealed unsafe partial class NotificationEngine : IDisposable
     }
 
     /// <summary>Serves <paramref name="listenerFd"/> (taken over: the engine closes it) for targets under <paramref name="policy"/>.</summary>
-    public ListenerAttachment Attach(int listenerFd, Policy policy, TargetContext target)
+    /// <param name="state">What a previous supervisor knew of this listener's targets (<see cref="ListenerAttachment.ExportState"/>).</param>
+    /// <param name="unanswered">
+    /// Calls a previous supervisor received from this listener and did not answer (<see cref="CallJournal"/>): handled
+    /// again, as if received now, those the kernel still has waiting.
+    /// </param>
+    public ListenerAttachment Attach(int listenerFd, Policy policy, TargetContext target, AttachmentState? state = null,
+        IReadOnlyList<SyscallRequest>? unanswered = null)
     {
         var listener = new SeccompListener(listenerFd);
         if (!listener.TrySetSyncWakeUp()) Log.NoSyncWakeUp();
@@ -138,6 +161,13 @@ public sealed unsafe partial class NotificationEngine : IDisposable
         {
             if (_stopping) { listener.Dispose(); throw new InvalidOperationException("the engine is stopping"); }
             attachment = new ListenerAttachment(++_nextId, listener, policy, target);
+            if (state is not null)
+            {
+                var problems = new List<string>();
+                int files = attachment.Registry.Import(state, target.Pid, problems);
+                foreach (var p in problems) Log.StateProblem(target.Pid, p);
+                Log.StateTaken(target.Pid, attachment.Registry.Count, files);
+            }
             _byId[attachment.Id] = attachment;
             var ev = new epoll_event { events = EPOLLIN };
             ev.data.u64 = (ulong)attachment.Id;
@@ -146,7 +176,41 @@ public sealed unsafe partial class NotificationEngine : IDisposable
         }
         Wake();
         Log.Attached(target.Pid, _attached.Length);
+        if (unanswered is { Count: > 0 }) HandleAgain(attachment, unanswered);
         return attachment;
+    }
+
+    /// <summary>
+    /// Handles the calls a previous supervisor left unanswered, on a thread of their own (each is short or parks),
+    /// those the kernel still has waiting: answered meanwhile, or their thread was killed, they are not valid.
+    /// </summary>
+    private void HandleAgain(ListenerAttachment attachment, IReadOnlyList<SyscallRequest> calls)
+    {
+        var worker = new Worker("unsock-handover") { Slot = _journal?.Rent() ?? -1 };
+        worker.Thread = new Thread(() =>
+        {
+            t_worker = worker;
+            try
+            {
+                foreach (var r in calls)
+                {
+                    if (_stopping || !attachment.IsAttached) break;
+                    if (!attachment.Listener.IsValid(r.Id)) continue;
+                    Log.HandlingAgain(r.Pid, Syscalls.Name(r.Nr));
+                    Handle(worker, attachment, r);
+                }
+            }
+            catch (Exception e)
+            {
+                Log.ThreadFault(e, worker.Name);
+            }
+            finally
+            {
+                _journal?.Return(worker.Slot);
+                worker.Handler?.Dispose();
+            }
+        }, 256 * 1024) { IsBackground = true, Name = worker.Name };
+        worker.Thread.Start();
     }
 
     /// <summary>
@@ -522,6 +586,8 @@ public sealed unsafe partial class NotificationEngine : IDisposable
             Detach(attachment, refused, Errors.EIO);
             return;
         }
+        var journal = _journal;
+        journal?.Record(worker.Slot, attachment.Target.Key, request);
         try
         {
             handler.Enter(attachment);
@@ -534,6 +600,8 @@ public sealed unsafe partial class NotificationEngine : IDisposable
             outcome = Outcome.Fail(Errors.EIO);
         }
         Send(attachment, request, outcome, start);
+        // Answered, or parked (the poller's slot has it now).
+        journal?.Clear(worker.Slot);
         handler.AfterAnswer();
     }
 
@@ -617,6 +685,40 @@ public sealed unsafe partial class NotificationEngine : IDisposable
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.Run(Stop, cancellationToken);
+
+    /// <summary>
+    /// Stops receiving and lets go of every attachment for a successor that gets the listeners (from systemd's fd
+    /// store): the calls in hand are finished, waiting calls stay unanswered in the <see cref="CallJournal"/> for the
+    /// successor to handle, socket files stay. Returns once every attachment is done with; then
+    /// <see cref="ListenerAttachment.ExportState"/> tells what the successor needs.
+    /// </summary>
+    public void Handover(TimeSpan timeout)
+    {
+        lock (_attachLock)
+        {
+            if (_stopping) return;
+            _stopping = true;
+        }
+        Wake();
+        List<Worker> workers;
+        lock (_roleLock)
+        {
+            _noMoreWorkers = true;
+            Monitor.PulseAll(_roleLock);
+            workers = _workers.ToList();
+        }
+        SignalDeputy();
+        foreach (var w in workers) w.Thread!.Join();
+        var all = Attachments.ToList();
+        foreach (var a in all)
+        {
+            a.HandingOver = true;
+            Detach(a, "handed over to the next supervisor", parkedErrno: 0, keepFiles: true);
+        }
+        Task.WaitAll(all.Select(a => a.Completion).ToArray(), timeout);
+        Poller.Stop(0);
+        _sweeper.Stop();
+    }
 
     public void Dispose()
     {

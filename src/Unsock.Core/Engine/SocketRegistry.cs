@@ -140,19 +140,29 @@ internal sealed class ConvertedSocket(ulong inode, int family, bool ipv6)
     {
         lock (this) (_options ??= new())[(level, option)] = value;
     }
+
+    /// <summary>The options answered from this record, for <see cref="AttachmentState"/>; null when none.</summary>
+    public List<OptionState>? ExportOptions()
+    {
+        lock (this)
+            return _options?.Select(o => new OptionState { Level = o.Key.Level, Option = o.Key.Option, Value = o.Value }).ToList();
+    }
 }
 
 /// <summary>
 /// Everything the engine converted: sockets by inode, socket files by sun_path. Entries of sockets that
 /// no longer exist are dropped by <see cref="Sweep"/>, which reads the kernel's list of live Unix sockets.
 /// </summary>
-internal sealed class SocketRegistry
+internal sealed partial class SocketRegistry
 {
     private readonly object _gate = new();
     private readonly Dictionary<ulong, ConvertedSocket> _sockets = new();
     private readonly Dictionary<string, BoundFile> _files = new(StringComparer.Ordinal);
     private volatile int _count;
-    private long _sequence;
+    private long _sequence, _filesVersion;
+
+    /// <summary>Changes whenever a socket file is registered or removed.</summary>
+    public long FilesVersion => Interlocked.Read(ref _filesVersion);
 
     public bool IsEmpty => _count == 0;
 
@@ -178,6 +188,7 @@ internal sealed class SocketRegistry
             {
                 f.Sequence = socket.Sequence;
                 _files[f.SunPath] = f;
+                _filesVersion++;
             }
             _count = _sockets.Count;
         }
@@ -205,7 +216,7 @@ internal sealed class SocketRegistry
     {
         lock (_gate)
         {
-            if (_files.TryGetValue(file.SunPath, out var f) && ReferenceEquals(f, file)) _files.Remove(file.SunPath);
+            if (_files.TryGetValue(file.SunPath, out var f) && ReferenceEquals(f, file) && _files.Remove(file.SunPath)) _filesVersion++;
         }
         file.RemoveIfStillOurs();
     }
@@ -278,7 +289,7 @@ internal sealed class SocketRegistry
         lock (_gate)
         {
             foreach (var f in targetsGone ? fileCandidates : deadFiles)
-                if (_files.TryGetValue(f.SunPath, out var current) && ReferenceEquals(current, f)) _files.Remove(f.SunPath);
+                if (_files.TryGetValue(f.SunPath, out var current) && ReferenceEquals(current, f) && _files.Remove(f.SunPath)) _filesVersion++;
         }
         foreach (var f in deadFiles)
             if (f.RemoveIfStillOurs()) removed.Add(f.Path);
