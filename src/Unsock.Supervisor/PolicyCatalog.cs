@@ -7,7 +7,11 @@ using Unsock.Core.Supervision;
 namespace Unsock.Supervisor;
 
 /// <summary>A named policy as loaded: the policy, who may use it, and the file it came from.</summary>
-public sealed record NamedPolicy(string Name, Policy Policy, PolicyAccess Access, string File, DateTime Modified);
+public sealed record NamedPolicy(string Name, Policy Policy, PolicyAccess Access, string File, DateTime Modified)
+{
+    /// <summary>The file's text as loaded: what a target registered under it keeps across a restart of the supervisor.</summary>
+    public string Text { get; init; } = "";
+}
 
 /// <summary>
 /// The named policies of the policy directory (NAME.json), read at start and on SIGHUP. A file that does
@@ -67,7 +71,7 @@ public sealed partial class PolicyCatalog(IOptions<SupervisorOptions> options, I
                     string json = File.ReadAllText(file);
                     var policy = Policy.Parse(json, file);
                     var access = PolicyAccess.Read(json, file);
-                    var loaded = new NamedPolicy(name, policy, access, file, info.LastWriteTimeUtc);
+                    var loaded = new NamedPolicy(name, policy, access, file, info.LastWriteTimeUtc) { Text = json };
                     next[name] = loaded;
                     if (!old.TryGetValue(name, out var before) || !before.Policy.Equals(policy) || before.Access.ToString() != access.ToString())
                         Log.Loaded(log, name, file, policy.Rules.Count, access.ToString());

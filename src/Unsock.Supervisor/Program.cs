@@ -60,6 +60,7 @@ try
 
     builder.Services.AddSingleton<NotificationEngine>();
     builder.Services.AddSingleton<PolicyCatalog>();
+    builder.Services.AddSingleton<TargetKeeper>();
     builder.Services.AddSingleton<Targets>();
     builder.Services.AddSingleton<SupervisorService>();
     builder.Services.AddHostedService(sp => sp.GetRequiredService<SupervisorService>());

@@ -42,6 +42,21 @@ public sealed class SupervisorOptions
     /// <summary>Threads that answer control requests.</summary>
     public int ControlThreads { get; set; } = 2;
 
+    /// <summary>
+    /// Where the targets kept across restarts are described (one file each) and the unanswered calls journaled; on
+    /// tmpfs (the journal is a shared mapping that must outlive the process, not the machine).
+    /// </summary>
+    public string StateDirectory { get; set; } = "/run/unsock/state";
+
+    /// <summary>
+    /// Keep targets across restarts in systemd's fd store: null (default) when systemd says the store has room
+    /// ($FDSTORE, systemd 254+); true for older systemd whose unit sets FileDescriptorStoreMax=; false never.
+    /// </summary>
+    public bool? KeepTargetsAcrossRestarts { get; set; }
+
+    /// <summary>How long a stop waits for the calls in hand to finish before the targets are handed over.</summary>
+    public TimeSpan HandoverTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
     internal int ParsedMode => TryMode(ControlSocketMode, out int m) ? m : 0x1B6;
 
     internal uint? ParsedGroup => string.IsNullOrEmpty(ControlSocketGroup) ? null : Accounts.TryGroup(ControlSocketGroup, out uint g) ? g : null;
@@ -88,6 +103,10 @@ public sealed class SupervisorOptionsValidator : IValidateOptions<SupervisorOpti
             problems.Add($"{S}:ConnectionTimeout must be between 00:00:00.1 and 00:10:00, not {o.ConnectionTimeout}");
         if (o.ControlThreads is < 1 or > 64)
             problems.Add($"{S}:ControlThreads must be between 1 and 64, not {o.ControlThreads}");
+        if (string.IsNullOrEmpty(o.StateDirectory) || !o.StateDirectory.StartsWith('/'))
+            problems.Add($"{S}:StateDirectory must be an absolute path, not \"{o.StateDirectory}\"");
+        if (o.HandoverTimeout < TimeSpan.FromMilliseconds(100) || o.HandoverTimeout > TimeSpan.FromMinutes(1))
+            problems.Add($"{S}:HandoverTimeout must be between 00:00:00.1 and 00:01:00, not {o.HandoverTimeout}");
         return problems.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(problems);
     }
 }

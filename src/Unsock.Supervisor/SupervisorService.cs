@@ -8,17 +8,19 @@ using Unsock.Core.Supervision;
 namespace Unsock.Supervisor;
 
 /// <summary>
-/// The service's lifetime: policies loaded, the engine started, then the control socket served (systemd
-/// hears READY=1 only after that, when the host has started); SIGHUP reloads the policies; on stop,
-/// registrations end first, then the engine.
+/// The service's lifetime: policies loaded, the engine started, the targets a previous supervisor handed over
+/// served again, then the control socket served (systemd hears READY=1 only after that, when the host has
+/// started); SIGHUP reloads the policies; on stop, registrations end first, then the engine stops or, when
+/// systemd keeps the listeners (<see cref="TargetKeeper"/>), hands its targets over to the next supervisor.
 /// </summary>
 internal sealed partial class SupervisorService(
-    NotificationEngine engine, PolicyCatalog catalog, Targets targets, IOptions<SupervisorOptions> options,
+    NotificationEngine engine, PolicyCatalog catalog, Targets targets, TargetKeeper keeper, IOptions<SupervisorOptions> options,
     ILoggerFactory loggers, ILogger<SupervisorService> log) : IHostedService, IDisposable
 {
     private ControlServer? _server;
     private ControlListener? _listener;
     private PosixSignalRegistration? _hangUp;
+    private Timer? _stateWriter;
 
     public ControlServer? Server => _server;
 
@@ -27,8 +29,20 @@ internal sealed partial class SupervisorService(
         var o = options.Value;
         catalog.Reload();
         SupervisorProcess.RestrictUmask();
+        var passed = ServiceManager.TakePassedFds();
+        keeper.Open(engine);
         engine.Start();
-        _listener = ControlListener.FromSocketActivation("control");
+        var kept = keeper.Readopt(passed, out long highestNumber);
+        targets.Readopt(kept, highestNumber);
+        // Socket files bound meanwhile reach the disk within a second: an unclean exit loses none of the older ones.
+        _stateWriter = new Timer(_ => keeper.WriteChanged(targets.All), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+        _listener = ControlListener.FromPassedFds(passed, "control");
+        foreach (var p in passed)
+            if (p.Fd != _listener?.Fd && !ServiceManager.IsTargetFdName(p.Name))
+            {
+                Log.UnknownFd(log, p.Fd, p.Name ?? "(no name)");
+                ServiceManager.Close(p.Fd);
+            }
         if (_listener is null)
         {
             _listener = ControlListener.Bind(o.ControlSocket, o.ParsedMode, o.ParsedGroup);
@@ -54,6 +68,13 @@ internal sealed partial class SupervisorService(
         _hangUp?.Dispose();
         targets.StopTaking();
         _server?.StopAccepting();
+        if (_stateWriter is not null) await _stateWriter.DisposeAsync();
+        if (keeper.Enabled)
+        {
+            var all = targets.All;
+            await Task.Run(() => keeper.HandOver(engine, all, options.Value.HandoverTimeout), CancellationToken.None);
+            return;
+        }
         targets.LogStillAttached();
         await engine.StopAsync(cancellationToken);
         Log.Stopped(log);
@@ -79,5 +100,8 @@ internal sealed partial class SupervisorService(
 
         [LoggerMessage(403, LogLevel.Information, "the engine stopped; attached listeners are closed")]
         public static partial void Stopped(ILogger logger);
+
+        [LoggerMessage(404, LogLevel.Warning, "fd {Fd} ({Name}) passed by systemd is neither the control socket nor a target's listener; closed")]
+        public static partial void UnknownFd(ILogger logger, int fd, string name);
     }
 }

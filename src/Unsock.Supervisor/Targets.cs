@@ -12,9 +12,12 @@ namespace Unsock.Supervisor;
 /// <summary>
 /// What a launcher registered on its connection: the policy pinned for it and who it is. <paramref name="PolicyLabel"/>
 /// is for status and the log ("web", "inline: /home/u/p.json"); <paramref name="PolicyName"/> for the metrics'
-/// unsock.policy attribute, bounded: the named policy's name, or "inline" whatever the source.
+/// unsock.policy attribute, bounded: the named policy's name, or "inline" whatever the source. <paramref name="PolicyText"/>
+/// and <paramref name="PolicySource"/> are what the policy was parsed from: a restarted supervisor parses them again, so
+/// the target keeps the policy it was registered under even when the file changed since.
 /// </summary>
-internal sealed record Registration(long Number, Policy Policy, string PolicyLabel, string PolicyName, Caller Caller, string User, IReadOnlyList<string>? Command);
+internal sealed record Registration(long Number, Policy Policy, string PolicyLabel, string PolicyName, Caller Caller, string User,
+    IReadOnlyList<string>? Command, string PolicyText, string PolicySource);
 
 /// <summary>One attached target: its listener's attachment in the engine and what status shows about it.</summary>
 internal sealed class Target(Registration registration, ListenerAttachment attachment)
@@ -86,6 +89,7 @@ internal sealed partial class Targets
 {
     private readonly NotificationEngine _engine;
     private readonly PolicyCatalog _catalog;
+    private readonly TargetKeeper _keeper;
     private readonly SupervisorOptions _options;
     private readonly ILogger _log;
     private readonly Counter<long> _refusals, _attaches;
@@ -95,10 +99,12 @@ internal sealed partial class Targets
     private int _reserved; // registered, not yet attached or gone
     private volatile bool _stopping;
 
-    public Targets(NotificationEngine engine, PolicyCatalog catalog, IOptions<SupervisorOptions> options, ILogger<Targets> log, IMeterFactory meters)
+    public Targets(NotificationEngine engine, PolicyCatalog catalog, TargetKeeper keeper, IOptions<SupervisorOptions> options, ILogger<Targets> log,
+        IMeterFactory meters)
     {
         _engine = engine;
         _catalog = catalog;
+        _keeper = keeper;
         _options = options.Value;
         _log = log;
         var meter = meters.Create("Unsock.Supervisor");
@@ -198,7 +204,7 @@ internal sealed partial class Targets
         }
         if (connection.Registration is not null)
             throw new Refusal("malformed", "this connection has registered already; one registration per connection");
-        (Policy policy, string label, string metricName) = ChoosePolicy(caller, request);
+        (Policy policy, string label, string metricName, string text, string source) = ChoosePolicy(caller, request);
         lock (_gate)
         {
             if (_targets.Count + _reserved >= _options.MaxTargets)
@@ -207,7 +213,8 @@ internal sealed partial class Targets
         }
         try
         {
-            var registration = new Registration(Interlocked.Increment(ref _nextNumber), policy, label, metricName, caller, Accounts.UserName(caller.Uid), request.Command);
+            var registration = new Registration(Interlocked.Increment(ref _nextNumber), policy, label, metricName, caller, Accounts.UserName(caller.Uid),
+                request.Command, text, source);
             Log.Registered(_log, registration.Number, caller.Pid, caller.Uid, registration.User, label,
                 request.Command is { Count: > 0 } c ? string.Join(' ', c) : "(not given)");
             return registration;
@@ -219,8 +226,8 @@ internal sealed partial class Targets
         }
     }
 
-    /// <summary>The policy a registration asks for, its label for status, and its name for the metrics.</summary>
-    private (Policy, string, string) ChoosePolicy(Caller caller, ControlRequest request)
+    /// <summary>The policy a registration asks for, its label for status, its name for the metrics, and its text and source.</summary>
+    private (Policy, string, string, string, string) ChoosePolicy(Caller caller, ControlRequest request)
     {
         if (request.Policy is not null && request.PolicyText is not null)
             throw new Refusal("malformed", "a registration names a policy or carries one (policyText), not both");
@@ -232,7 +239,7 @@ internal sealed partial class Targets
                 $"no policy named \"{name}\" in {_catalog.Directory} (known: {(_catalog.Names.Count == 0 ? "none" : string.Join(", ", _catalog.Names.Order()))})");
             if (!named.Access.Allows(caller.Uid, caller.Gid, caller.Groups))
                 throw new Refusal("not_allowed", $"user {Accounts.UserName(caller.Uid)} (uid {caller.Uid}) may not use policy \"{name}\"; {named.File} allows: {named.Access}");
-            return (named.Policy, name, name);
+            return (named.Policy, name, name, named.Text, named.File);
         }
         if (request.PolicyText is { } text)
         {
@@ -241,7 +248,7 @@ internal sealed partial class Targets
             string source = string.IsNullOrEmpty(request.PolicySource) ? "inline policy" : request.PolicySource;
             try
             {
-                return (Policy.Parse(text, source), "inline: " + source, InlinePolicyName);
+                return (Policy.Parse(text, source), "inline: " + source, InlinePolicyName, text, source);
             }
             catch (PolicyException e)
             {
@@ -275,35 +282,62 @@ internal sealed partial class Targets
         if (fd < 0) throw new Refusal("not_a_listener", "attach carried no file descriptor; send the seccomp listener with it (SCM_RIGHTS)");
         if (!PassedListener.IsSeccompListener(fd, out string what))
             throw new Refusal("not_a_listener", $"the file descriptor sent with attach is not a seccomp listener (it is {what})");
-        var caller = registration.Caller;
-        var context = new TargetContext(caller.Pid, caller.Uid, caller.Gid, $"/proc/{caller.Pid}/root",
-            registration.Command is { Count: > 0 } c ? string.Join(' ', c) : null, registration.PolicyName);
-        ListenerAttachment attachment;
+        Target target;
         try
         {
             int listener = fd;
             fd = -1; // the engine's now, whatever happens
-            attachment = _engine.Attach(listener, registration.Policy, context);
+            target = Serve(registration, listener, state: null, unanswered: null, stored: false);
         }
         catch (InvalidOperationException)
         {
             throw new Refusal("stopping", "the supervisor is stopping; try again when it is back");
         }
-        var target = new Target(registration, attachment);
-        lock (_gate)
-        {
-            _targets[registration.Number] = target;
-            _reserved--;
-        }
+        lock (_gate) _reserved--;
         connection.Attached = true;
         _attaches.Add(1);
-        Log.Attached(_log, registration.Number, caller.Pid, registration.User, registration.PolicyLabel);
+        Log.Attached(_log, registration.Number, registration.Caller.Pid, registration.User, registration.PolicyLabel);
+        return target;
+    }
+
+    /// <summary>
+    /// Attaches <paramref name="listener"/> (the engine's from now on) for <paramref name="registration"/>: kept in
+    /// systemd's fd store first, then served, and forgotten once its targets are gone.
+    /// </summary>
+    private Target Serve(Registration registration, int listener, AttachmentState? state, IReadOnlyList<SyscallRequest>? unanswered, bool stored)
+    {
+        var caller = registration.Caller;
+        var context = new TargetContext(caller.Pid, caller.Uid, caller.Gid, $"/proc/{caller.Pid}/root",
+            registration.Command is { Count: > 0 } c ? string.Join(' ', c) : null, registration.PolicyName, registration.Number);
+        // Before the engine has it: from the moment it is served it may be closed (its targets gone).
+        _keeper.Keep(registration, listener, stored);
+        var attachment = _engine.Attach(listener, registration.Policy, context, state, unanswered);
+        var target = new Target(registration, attachment);
+        lock (_gate) _targets[registration.Number] = target;
         attachment.Completion.ContinueWith(_ =>
         {
             lock (_gate) _targets.Remove(registration.Number);
+            _keeper.Forget(registration.Number);
             Log.Gone(_log, registration.Number, caller.Pid, attachment.DetachReason ?? "detached");
         }, TaskScheduler.Default);
         return target;
+    }
+
+    /// <summary>Serves again the targets a previous supervisor handed over (or left at an unclean exit).</summary>
+    public void Readopt(IReadOnlyList<Readoption> kept, long highestNumber)
+    {
+        lock (_gate) _nextNumber = Math.Max(_nextNumber, highestNumber);
+        foreach (var k in kept)
+        {
+            try
+            {
+                Serve(k.Registration, k.ListenerFd, k.State, k.Unanswered, stored: true);
+            }
+            catch (InvalidOperationException)
+            {
+                return; // stopping already
+            }
+        }
     }
 
     private List<TargetStatus> StatusFor(Caller caller)

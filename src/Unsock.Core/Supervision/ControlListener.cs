@@ -38,30 +38,23 @@ public sealed class ControlListener : IDisposable
     /// LISTEN_FDNAMES names <paramref name="name"/>, and clears the variables (they are for us, not our children).
     /// </summary>
     /// <exception cref="ControlChannelException">Activated, but the fd is not a listening AF_UNIX SOCK_SEQPACKET socket.</exception>
-    public static ControlListener? FromSocketActivation(string name)
+    public static ControlListener? FromSocketActivation(string name) => FromPassedFds(ServiceManager.TakePassedFds(), name);
+
+    /// <summary>
+    /// The control socket among the fds systemd passed (<see cref="ServiceManager.TakePassedFds"/>): the one named
+    /// <paramref name="name"/>, or the only one when they have no names; null when there is none.
+    /// </summary>
+    /// <exception cref="ControlChannelException">The fd is not a listening SOCK_SEQPACKET socket, or cannot be set up.</exception>
+    public static ControlListener? FromPassedFds(IReadOnlyList<PassedFd> passed, string name)
     {
-        string? pidText = Environment.GetEnvironmentVariable("LISTEN_PID");
-        string? countText = Environment.GetEnvironmentVariable("LISTEN_FDS");
-        string? names = Environment.GetEnvironmentVariable("LISTEN_FDNAMES");
-        if (string.IsNullOrEmpty(pidText) || string.IsNullOrEmpty(countText)) return null;
-        if (!int.TryParse(pidText, NumberStyles.None, CultureInfo.InvariantCulture, out int pid) || pid != Native.ServiceSocket.ProcessId())
-            return null; // meant for another process (a parent that did not clear them)
-        foreach (string v in (string[])["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"]) Environment.SetEnvironmentVariable(v, null);
-        if (!int.TryParse(countText, NumberStyles.None, CultureInfo.InvariantCulture, out int count) || count < 1)
-            throw new ControlChannelException($"socket activation: LISTEN_FDS is \"{countText}\"; expected the number of sockets passed (at least 1)");
-        int index = 0;
-        if (!string.IsNullOrEmpty(names))
-        {
-            var list = names.Split(':');
-            int named = Array.IndexOf(list, name);
-            if (named >= 0 && named < count) index = named;
-        }
-        int fd = FirstPassedFd + index;
+        int fd = -1;
+        foreach (var p in passed)
+            if (p.Name == name) fd = p.Fd;
+        if (fd < 0 && passed.Where(p => !ServiceManager.IsTargetFdName(p.Name)).ToList() is [var only]) fd = only.Fd;
+        if (fd < 0) return null;
         string? problem = Native.ServiceSocket.DescribeUnlessSeqpacketListener(fd);
         if (problem is not null)
             throw new ControlChannelException($"socket activation: fd {fd} is {problem}; the control socket must be a listening AF_UNIX SOCK_SEQPACKET socket");
-        // Ours from now on, and not our children's.
-        Native.ServiceSocket.SetCloseOnExec(fd);
         int err = Native.ServiceSocket.SetNonBlocking(fd);
         if (err != 0) throw new ControlChannelException($"socket activation: fd {fd}: cannot make it non-blocking: {Marshal.GetPInvokeErrorMessage(err)}");
         return new ControlListener(fd, $"fd {fd} from systemd (socket activation)", null, null);

@@ -21,5 +21,14 @@ public static class PassedListener
         return what == LinkText;
     }
 
+    /// <summary>
+    /// True when no task uses the listener's filter any more (it polls as hung up, 5.9+): its targets are all gone.
+    /// </summary>
+    public static unsafe bool IsAbandoned(int fd)
+    {
+        var p = new Tmds.Linux.pollfd { fd = fd, events = Tmds.Linux.LibC.POLLIN };
+        return Tmds.Linux.LibC.poll(&p, 1, 0) > 0 && (p.revents & Tmds.Linux.LibC.POLLHUP) != 0;
+    }
+
     public static void Close(int fd) => global::Interop.ControlSocket.Close(fd);
 }
