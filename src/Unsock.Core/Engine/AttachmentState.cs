@@ -34,6 +34,11 @@ public sealed class SocketState
     public string? Local { get; set; }
     public string? Peer { get; set; }
     public bool AcceptedFromListener { get; set; }
+    /// <summary>
+    /// False for a socket swapped in by a call not answered yet (its answer waited for an epoll move): handed over, that
+    /// call is handled again and answered as a restarted one, not refused as a second bind or connect.
+    /// </summary>
+    public bool Answered { get; set; } = true;
     /// <summary>The sun_path of its socket file, when it is a listener we bound.</summary>
     public string? File { get; set; }
     public byte[]? UnixName { get; set; }
@@ -87,7 +92,7 @@ internal sealed partial class SocketRegistry
                     state.Sockets.Add(new SocketState
                 {
                     Inode = s.Inode, Family = s.Family, IPv6 = s.IPv6, Local = Format(s.Local), Peer = Format(s.Peer),
-                    AcceptedFromListener = s.AcceptedFromListener, File = s.File?.SunPath, UnixName = s.UnixName,
+                    AcceptedFromListener = s.AcceptedFromListener, Answered = s.Answered, File = s.File?.SunPath, UnixName = s.UnixName,
                     UnixNameIsPeer = s.UnixNameIsPeer, Options = s.ExportOptions(),
                 });
         }
@@ -121,7 +126,7 @@ internal sealed partial class SocketRegistry
                 }
                 var socket = new ConvertedSocket(s.Inode, s.Family, s.IPv6)
                 {
-                    Local = local, Peer = peer, Answered = true, AcceptedFromListener = s.AcceptedFromListener,
+                    Local = local, Peer = peer, Answered = s.Answered, AcceptedFromListener = s.AcceptedFromListener,
                     UnixName = s.UnixName, UnixNameIsPeer = s.UnixNameIsPeer, Sequence = ++_sequence,
                 };
                 if (s.File is not null && files.TryGetValue(s.File, out var file) && file.SocketInode == s.Inode)

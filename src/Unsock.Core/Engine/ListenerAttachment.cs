@@ -77,6 +77,12 @@ public sealed class ListenerAttachment
     internal bool HandingOver { get; set; }
 
     /// <summary>
+    /// Attached with what a previous supervisor left (state or unanswered calls): a call it had swapped a socket in for
+    /// may come again without the record of that socket (<see cref="Redirector"/>'s RecoverLostSwap).
+    /// </summary>
+    internal bool TookOver { get; set; }
+
+    /// <summary>
     /// The converted sockets and socket files, for the next supervisor (<see cref="AttachmentState"/>). Complete once
     /// the attachment is detached; while it is attached, a snapshot that calls may change the moment after.
     /// </summary>

@@ -160,7 +160,7 @@ public sealed unsafe partial class NotificationEngine : IDisposable
         lock (_attachLock)
         {
             if (_stopping) { listener.Dispose(); throw new InvalidOperationException("the engine is stopping"); }
-            attachment = new ListenerAttachment(++_nextId, listener, policy, target);
+            attachment = new ListenerAttachment(++_nextId, listener, policy, target) { TookOver = state is not null || unanswered is { Count: > 0 } };
             if (state is not null)
             {
                 var problems = new List<string>();

@@ -22,6 +22,8 @@ internal sealed partial class Redirector
             if (rule is null)
             {
                 var existing = _registry.Find(Sock.Inode(copy));
+                if (existing is null && _attachment.TookOver && !Guarded && RecoverLostSwap(r, copy, endpoint, RuleDirection.Bind) is { } recovered)
+                    return recovered;
                 // Guarded, DecideOn carried these out already; a record gone meanwhile is not left to the kernel either.
                 if (existing?.Local is null) return Guarded ? Outcome.Fail(Errors.EINTR) : Outcome.Continue;
                 if (existing.Answered) return Outcome.Fail(Errors.EINVAL); // bound twice, as TCP says

@@ -124,7 +124,11 @@ internal sealed partial class Redirector
             var entry = _registry.Find(Sock.Inode(copy));
             // Guarded, DecideOn carried the program's own sockets out already; the record went away meanwhile (the
             // socket was closed): no CONTINUE, the kernel would look the fd number up again.
-            if (entry is null) return Guarded ? Outcome.Fail(Errors.EINTR) : Outcome.Continue;
+            if (entry is null)
+            {
+                if (_attachment.TookOver && !Guarded && RecoverLostSwap(r, copy, endpoint, RuleDirection.Connect) is { } recovered) return recovered;
+                return Guarded ? Outcome.Fail(Errors.EINTR) : Outcome.Continue;
+            }
             // A fromUnix socket (the program's own AF_UNIX one): only unguarded policies get here with it.
             if (entry.UnixName is not null) return Outcome.Continue;
             if (entry.Peer is not null) return fastOpen is null ? RestartedConnect(entry) : Outcome.Fail(Errors.EISCONN);
@@ -185,6 +189,30 @@ internal sealed partial class Redirector
     }
 
     /// <summary>A connect restarted after a signal, on a socket we already swapped: finish it, do not fail it.</summary>
+    /// <summary>
+    /// A call the previous supervisor had swapped our socket in for and exited (SIGKILL) before answering comes again
+    /// (<see cref="CallJournal"/>), and the record of that socket died with it: the socket is ours when it is AF_UNIX and
+    /// named as the policy's redirect names the endpoint (connect: its peer; bind: its own name). Then the call is
+    /// answered as a restarted one, and the record made again. Null: not such a socket, left to the caller.
+    /// </summary>
+    private Outcome? RecoverLostSwap(in SyscallRequest r, int copy, InetEndpoint endpoint, RuleDirection direction)
+    {
+        if (endpoint.Address is null) return null;
+        var rule = _policy.Match(direction, RuleProtocol.Tcp, endpoint.MatchAddress, endpoint.Port);
+        if (rule?.Action is not RedirectAction) return null;
+        string path = rule.ResolvePath(endpoint.MatchAddress, endpoint.Port, RuleProtocol.Tcp);
+        Span<byte> name = stackalloc byte[UnixAddress.MaxSize];
+        int length = direction == RuleDirection.Connect ? Sock.GetPeerName(copy, name) : Sock.GetName(copy, name);
+        if (length <= 0 || UnixAddress.DecodePath(name[..length]) != path) return null;
+        var entry = direction == RuleDirection.Connect
+            ? ClientEntry(copy, Sock.AfUnix, endpoint)
+            : new ConvertedSocket(Sock.Inode(copy), Sock.AfUnix, endpoint.IsIPv6) { Local = endpoint };
+        _registry.Add(entry);
+        _log.Decision(r.Pid, Syscalls.Name(r.Nr), endpoint.ToString(),
+            $"rule {rule.Index} -> {path}: swapped in by the previous supervisor, which ended before answering; answered now");
+        return Outcome.Succeed(0, entry);
+    }
+
     private static Outcome RestartedConnect(ConvertedSocket entry)
     {
         if (entry.Answered) return Outcome.Fail(Errors.EISCONN);

@@ -150,6 +150,9 @@ internal sealed partial class Redirector : IDisposable
     /// </summary>
     /// <param name="finish">Applied to the successful outcome right before it is answered (after the epoll move).</param>
     /// <param name="replacementFlags">The replacement's status flags as made (F_GETFL), or -1 when not known: F_SETFL only when they differ.</param>
+    /// <summary>Tests only: called once our socket is in the program and the call not yet answered (a supervisor killed right then).</summary>
+    internal static Action<TargetContext, SyscallRequest>? AfterReplaceForTests;
+
     private Outcome Swap(in SyscallRequest r, int targetFd, int replacement, int oldCopy, bool nonBlocking, ConvertedSocket entry,
         Func<Outcome, Outcome>? finish = null, int replacementFlags = -1)
     {
@@ -172,6 +175,7 @@ internal sealed partial class Redirector : IDisposable
             _registry.Add(entry);
             _engine.BeforeWaitingOnTarget();
             err = _listener.ReplaceFd(r.Id, replacement, targetFd, cloexec);
+            if (err == 0) AfterReplaceForTests?.Invoke(_attachment.Target, r);
             if (err == 0) return AnswerAfterEpollMove(r, targetFd, oldCopy, replacement, Outcome.AfterSwap(entry, replacement, oldCopy), finish);
             // The target was interrupted or killed before the fd went in: nothing changed on its side.
         }

@@ -187,7 +187,7 @@ public class NotificationEngineTests
     }
 
     /// <summary>Every line logged, with its level.</summary>
-    private sealed class ListLoggerFactory : Microsoft.Extensions.Logging.ILoggerFactory, Microsoft.Extensions.Logging.ILogger
+    internal sealed class ListLoggerFactory : Microsoft.Extensions.Logging.ILoggerFactory, Microsoft.Extensions.Logging.ILogger
     {
         public readonly List<string> Lines = new();
 
