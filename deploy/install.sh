@@ -22,6 +22,11 @@ install -d "$UNITS" /etc/tmpfiles.d
 sed "s|/usr/local/lib/unsock-supervisor|$PREFIX/lib/unsock-supervisor|" deploy/unsock-supervisor.service > "$UNITS/unsock-supervisor.service"
 install -m 0644 deploy/unsock-supervisor.socket "$UNITS/unsock-supervisor.socket"
 install -m 0644 deploy/tmpfiles.d/unsock.conf /etc/tmpfiles.d/unsock.conf
+# FileDescriptorStorePreserve= is systemd 254's: older versions warn about the unknown key.
+if [ "$(systemctl --version 2>/dev/null | awk 'NR == 1 { print $2 }')" -ge 254 ] 2>/dev/null; then
+  install -d "$UNITS/unsock-supervisor.service.d"
+  install -m 0644 deploy/unsock-supervisor.service.d/fdstore-preserve.conf "$UNITS/unsock-supervisor.service.d/fdstore-preserve.conf"
+fi
 
 # Configuration and example policies, never over what an administrator wrote.
 install -d -m 0755 /etc/unsock /etc/unsock/policies
