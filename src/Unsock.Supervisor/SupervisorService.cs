@@ -34,7 +34,7 @@ internal sealed partial class SupervisorService(
         engine.Start();
         var kept = keeper.Readopt(passed, out long highestNumber);
         targets.Readopt(kept, highestNumber);
-        // Socket files bound meanwhile reach the disk within a second: an unclean exit loses none of the older ones.
+        // Each socket file is written when it is bound (TargetKeeper.FileAdded); this catches up on removals, and on a write that failed.
         _stateWriter = new Timer(_ => keeper.WriteChanged(targets.All), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
         _listener = ControlListener.FromPassedFds(passed, "control");
         foreach (var p in passed)

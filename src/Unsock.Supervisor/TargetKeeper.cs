@@ -56,7 +56,7 @@ internal sealed partial class TargetKeeper
     private readonly ILogger _log;
     private readonly string _directory;
     private readonly int _journalSlots;
-    private readonly object _gate = new();
+    private readonly object _gate = new(), _writeGate = new();
     private readonly Dictionary<long, long> _writtenVersions = new();
     private CallJournal? _journal;
     private List<JournaledCall> _left = [];
@@ -222,6 +222,13 @@ internal sealed partial class TargetKeeper
         lock (_gate) _writtenVersions.Remove(number);
     }
 
+    /// <summary>A target bound a socket file: written at once, on the thread pool (a notification thread called).</summary>
+    public void FileAdded(Target target)
+    {
+        if (!Enabled || _handingOver) return;
+        ThreadPool.UnsafeQueueUserWorkItem(t => WriteChanged([t]), target, preferLocal: false);
+    }
+
     /// <summary>Writes the socket files of targets whose files changed since last time (so that an unclean exit loses none).</summary>
     public void WriteChanged(IEnumerable<Target> targets)
     {
@@ -266,8 +273,14 @@ internal sealed partial class TargetKeeper
         string temporary = path + ".new";
         try
         {
-            File.WriteAllText(temporary, JsonSerializer.Serialize(kept, KeptTargetJson.Default.KeptTarget));
-            File.Move(temporary, path, overwrite: true);
+            // One writer at a time: the timer, a bind's write and a handover may meet on one target.
+            lock (_writeGate)
+            {
+                // A running copy never overwrites what a handover wrote.
+                if (!complete && _handingOver) return;
+                File.WriteAllText(temporary, JsonSerializer.Serialize(kept, KeptTargetJson.Default.KeptTarget));
+                File.Move(temporary, path, overwrite: true);
+            }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -313,6 +313,7 @@ internal sealed partial class Targets
         _keeper.Keep(registration, listener, stored);
         var attachment = _engine.Attach(listener, registration.Policy, context, state, unanswered);
         var target = new Target(registration, attachment);
+        attachment.SocketFileAdded = () => _keeper.FileAdded(target);
         lock (_gate) _targets[registration.Number] = target;
         attachment.Completion.ContinueWith(_ =>
         {

@@ -91,6 +91,13 @@ public sealed class ListenerAttachment
     /// <summary>Changes whenever a socket file or listener is registered or removed: when to write <see cref="ExportState"/> again.</summary>
     public long FilesVersion => Registry.FilesVersion;
 
+    /// <summary>Called on the notification thread right after a socket file is registered: queue work, do not do it there.</summary>
+    public Action? SocketFileAdded
+    {
+        get => Registry.FileAdded;
+        set => Registry.FileAdded = value;
+    }
+
     /// <summary>The socket files its targets bound through us and that still exist, as the targets named them.</summary>
     public IReadOnlyList<string> SocketFiles => Registry.FilePaths();
 

@@ -66,6 +66,8 @@ public sealed unsafe partial class NotificationEngine : IDisposable
     private volatile bool _stopping;
     private bool _started;
     private CallJournal? _journal;
+    // Calls a previous supervisor received and did not answer (Attach's unanswered), waiting for a notification thread.
+    private readonly System.Collections.Concurrent.ConcurrentQueue<(ListenerAttachment Attachment, SyscallRequest Request)> _again = new();
 
     internal EngineLog Log { get; }
     internal CallPoller Poller { get; }
@@ -181,36 +183,13 @@ public sealed unsafe partial class NotificationEngine : IDisposable
     }
 
     /// <summary>
-    /// Handles the calls a previous supervisor left unanswered, on a thread of their own (each is short or parks),
-    /// those the kernel still has waiting: answered meanwhile, or their thread was killed, they are not valid.
+    /// Queues the calls a previous supervisor left unanswered for the notification threads, which take them before
+    /// anything new: handled as if received now (with the same stall protection), those the kernel still has waiting.
     /// </summary>
     private void HandleAgain(ListenerAttachment attachment, IReadOnlyList<SyscallRequest> calls)
     {
-        var worker = new Worker("unsock-handover") { Slot = _journal?.Rent() ?? -1 };
-        worker.Thread = new Thread(() =>
-        {
-            t_worker = worker;
-            try
-            {
-                foreach (var r in calls)
-                {
-                    if (_stopping || !attachment.IsAttached) break;
-                    if (!attachment.Listener.IsValid(r.Id)) continue;
-                    Log.HandlingAgain(r.Pid, Syscalls.Name(r.Nr));
-                    Handle(worker, attachment, r);
-                }
-            }
-            catch (Exception e)
-            {
-                Log.ThreadFault(e, worker.Name);
-            }
-            finally
-            {
-                _journal?.Return(worker.Slot);
-                worker.Handler?.Dispose();
-            }
-        }, 256 * 1024) { IsBackground = true, Name = worker.Name };
-        worker.Thread.Start();
+        foreach (var r in calls) _again.Enqueue((attachment, r));
+        Wake();
     }
 
     /// <summary>
@@ -471,6 +450,7 @@ public sealed unsafe partial class NotificationEngine : IDisposable
     /// <summary>True when a listener has a notification waiting now (not counting the one just received).</summary>
     private bool AnotherPending()
     {
+        if (!_again.IsEmpty) return true;
         var snapshot = Volatile.Read(ref _attached);
         int count = snapshot.Length;
         if (count <= PollListenerLimit)
@@ -494,6 +474,14 @@ public sealed unsafe partial class NotificationEngine : IDisposable
     private ListenerAttachment? ReceiveNext(out SyscallRequest request)
     {
         request = default;
+        if (_again.TryDequeue(out var again))
+        {
+            // Answered meanwhile (its thread was interrupted, or killed): not valid any more, nothing to do.
+            if (!again.Attachment.IsAttached || !again.Attachment.Listener.IsValid(again.Request.Id)) return null;
+            Log.HandlingAgain(again.Request.Pid, Syscalls.Name(again.Request.Nr));
+            request = again.Request;
+            return again.Attachment;
+        }
         var snapshot = Volatile.Read(ref _attached);
         if (snapshot.Length <= PollListenerLimit) return ReceiveByPoll(snapshot, out request);
         return ReceiveByEpoll(out request);

@@ -178,6 +178,9 @@ internal sealed partial class SocketRegistry
         lock (_gate) return _files.GetValueOrDefault(sunPath);
     }
 
+    /// <summary>Called (on the calling thread: keep it short) after a socket file is registered.</summary>
+    public Action? FileAdded { get; set; }
+
     public void Add(ConvertedSocket socket)
     {
         lock (_gate)
@@ -192,6 +195,7 @@ internal sealed partial class SocketRegistry
             }
             _count = _sockets.Count;
         }
+        if (socket.File is not null) FileAdded?.Invoke();
     }
 
     public ConvertedSocket GetOrAddAccepted(ulong inode, ConvertedSocket listener)

@@ -166,14 +166,17 @@ public sealed class RestartTests(ITestOutputHelper output) : IntegrationTest
     }
 
     [Fact]
-    public void ATargetThatExitsWhileNoSupervisorRunsIsDroppedFromTheStore()
+    public void ATargetThatExitsWhileNoSupervisorRunsIsDroppedFromTheStoreAndAKeptFileGoesWithItsSocket()
     {
         using var h = new Harness();
         const int Port = 19335;
         using var server = h.Launch(Py, "-c", BlockingEchoServer, $"{Port}");
         Wait.ForListener(Path.Combine(h.Sockets, $"{Port}.sock"), server, seconds: 30);
         using var other = h.Launch(Py, "-c", BlockingEchoServer, $"{Port + 1}");
-        Wait.ForListener(Path.Combine(h.Sockets, $"{Port + 1}.sock"), other, seconds: 30);
+        string file = Path.Combine(h.Sockets, $"{Port + 1}.sock");
+        Wait.ForListener(file, other, seconds: 30);
+        // Written when it was bound: a SIGKILL right after loses it not.
+        Assert.True(Wait.Until(() => File.ReadAllText(Path.Combine(h.State, "2.json")).Contains(file), TimeSpan.FromSeconds(5)));
         h.Process.Signal(12); // SIGKILL to the supervisor; the harness starts the next one at once
         server.Signal(9);
         server.WaitForExit(Long);
@@ -183,5 +186,10 @@ public sealed class RestartTests(ITestOutputHelper output) : IntegrationTest
         Assert.Equal(other.Pid, h.Status().Single().Pid);
         h.Restart(2);
         Assert.Equal(["unsock-target-2"], h.WaitForStart(2).GetProperty("store").EnumerateArray().Select(e => e.GetString()!).ToArray());
+        // A socket file taken back is removed as usual once its program is gone.
+        Assert.True(File.Exists(file));
+        other.Signal(9);
+        other.WaitForExit(Long);
+        Assert.True(Wait.Until(() => !File.Exists(file), Long), h.Process.Describe());
     }
 }
