@@ -20,6 +20,8 @@ internal static class EmbeddedSupervisor
 
         int listenerFd = -1, spawnError = 0;
         string? filterError = null;
+        // Set once the child exists (or the filter failed): the thread's own exit is not waited for.
+        var spawned = new ManualResetEventSlim();
         var spawner = new Thread(() =>
         {
             try
@@ -28,18 +30,20 @@ internal static class EmbeddedSupervisor
                 // signal cannot cut a swap in half; our long waits (full backlog, accept, proxy handshake)
                 // watch for the target's signals themselves.
                 listenerFd = SeccompFilter.InstallWithListener(program, waitKillableRecv: true);
+                signals.TakePendingBeforeChild();
+                spawnError = prepared.Run(out childPid);
             }
             catch (SeccompException e)
             {
                 filterError = e.Message;
-                return;
             }
-            signals.TakePendingBeforeChild();
-            spawnError = prepared.Run(out int pid);
-            Volatile.Write(ref childPid, pid);
+            finally
+            {
+                spawned.Set();
+            }
         }) { Name = "unsock-spawn" };
         spawner.Start();
-        spawner.Join();
+        spawned.Wait();
 
         if (filterError is not null) return Program.Fail(125, filterError);
         if (spawnError != 0)
