@@ -7,43 +7,19 @@ namespace Unsock.Launcher;
 
 /// <summary>
 /// Embedded mode: this process is the supervisor and the command is its child. The filter goes onto one
-/// dedicated thread, which spawns the command (the child inherits that thread's filter) and ends; no
+/// dedicated thread (<see cref="SpawnThread"/>), which spawns the command (the child inherits that thread's filter) and ends; no
 /// other thread of ours ever carries the filter, so our own socket calls are never trapped. The engine
 /// starts once the command (or a descendant) makes its first trapped call.
 /// </summary>
 internal static class EmbeddedSupervisor
 {
-    public static int Run(Policy policy, SeccompProgram program, string path, IReadOnlyList<string> argv, bool verbose, SignalRelay signals)
+    public static int Run(Policy policy, SeccompProgram program, string path, IReadOnlyList<string> argv, bool verbose, SignalRelay signals,
+        SpawnThread spawner)
     {
         using var prepared = new Spawn.Prepared(path, argv, SignalRelay.Inherited, signals.IgnoredAtStart);
-        int childPid = 0;
-
-        int listenerFd = -1, spawnError = 0;
-        string? filterError = null;
-        // Set once the child exists (or the filter failed): the thread's own exit is not waited for.
-        var spawned = new ManualResetEventSlim();
-        var spawner = new Thread(() =>
-        {
-            try
-            {
-                // Once we have received a call the target waits killable-only (WAIT_KILLABLE_RECV, 5.19): a
-                // signal cannot cut a swap in half; our long waits (full backlog, accept, proxy handshake)
-                // watch for the target's signals themselves.
-                listenerFd = SeccompFilter.InstallWithListener(program, waitKillableRecv: true);
-                signals.TakePendingBeforeChild();
-                spawnError = prepared.Run(out childPid);
-            }
-            catch (SeccompException e)
-            {
-                filterError = e.Message;
-            }
-            finally
-            {
-                spawned.Set();
-            }
-        }) { Name = "unsock-spawn" };
-        spawner.Start();
-        spawned.Wait();
+        spawner.Spawn(program, prepared);
+        int listenerFd = spawner.ListenerFd, spawnError = spawner.SpawnError, childPid = spawner.ChildPid;
+        string? filterError = spawner.FilterError;
 
         if (filterError is not null) return Program.Fail(125, filterError);
         if (spawnError != 0)
