@@ -187,6 +187,20 @@ internal static unsafe partial class Spawn
         }
     }
 
+    /// <summary>
+    /// Waits on a seccomp listener until a trapped call waits on it (true) or no task uses its filter any more
+    /// (false: POLLHUP, kernel 5.9+).
+    /// </summary>
+    public static bool WaitForCallOrHangUp(int listenerFd)
+    {
+        var fd = new PollFd { Fd = listenerFd, Events = PollIn };
+        while (Poll(&fd, 1, -1) < 0)
+        {
+            if (Marshal.GetLastPInvokeError() != 4 /* EINTR */) return true; // let the engine find out what is wrong
+        }
+        return (fd.REvents & PollIn) != 0;
+    }
+
     /// <summary>Waits for the child; its exit status, or 128+N when signal N killed it.</summary>
     public static int WaitForExit(int pid)
     {

@@ -107,6 +107,8 @@ internal static class Program
         {
             return Fail(ExitLauncherFailure, $"cannot load libseccomp.so.2, which builds the seccomp filter (install the libseccomp2 package): {loadProblem}");
         }
+        // Started now, it gets going while the filter is compiled.
+        var spawner = SpawnThread.Start(signals);
         SeccompProgram program;
         try
         {
@@ -114,9 +116,10 @@ internal static class Program
         }
         catch (Exception e) when (e is SeccompException or DllNotFoundException)
         {
+            spawner.Cancel();
             return Fail(ExitLauncherFailure, $"cannot build the seccomp filter: {e.Message}");
         }
-        return EmbeddedSupervisor.Run(policy!, program, path, cl.Command, cl.Verbose, signals);
+        return EmbeddedSupervisor.Run(policy!, program, path, cl.Command, cl.Verbose, signals, spawner);
     }
 
     internal static int Fail(int status, string message)

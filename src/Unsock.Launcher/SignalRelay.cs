@@ -87,7 +87,8 @@ internal sealed unsafe class SignalRelay : IDisposable
     }
 
     /// <summary>Relays signals to <paramref name="childPid"/> until it exits; its exit status, or 128+N when signal N killed it.</summary>
-    public int RelayUntilExit(int childPid)
+    /// <param name="watchFd">Watched meanwhile, when not -1: the first time it is readable, <paramref name="onReadable"/> runs (once).</param>
+    public int RelayUntilExit(int childPid, int watchFd = -1, Action? onReadable = null)
     {
         _childStarted = true;
         for (int offset = 0; offset + SigInfoSize <= _beforeChildBytes; offset += SigInfoSize)
@@ -95,17 +96,25 @@ internal sealed unsafe class SignalRelay : IDisposable
         _beforeChildBytes = 0;
 
         int pidfd = Spawn.PidfdOpen(childPid);
-        var fds = stackalloc Spawn.PollFd[2];
+        var fds = stackalloc Spawn.PollFd[3];
         try
         {
             while (true)
             {
                 fds[0] = new Spawn.PollFd { Fd = _fd, Events = Spawn.PollIn };
                 fds[1] = new Spawn.PollFd { Fd = pidfd, Events = Spawn.PollIn };
+                // poll skips a negative fd: once run (or hung up), the watched fd is left alone.
+                fds[2] = new Spawn.PollFd { Fd = watchFd, Events = Spawn.PollIn };
                 // Without a pidfd (kernel before 5.3) look for the exit ten times a second.
-                int ready = Spawn.Poll(fds, 2, pidfd >= 0 ? -1 : 100);
+                int ready = Spawn.Poll(fds, 3, pidfd >= 0 ? -1 : 100);
                 if (ready < 0 && Marshal.GetLastPInvokeError() != Eintr) return Spawn.WaitForExit(childPid);
                 if (ready > 0 && (fds[0].REvents & Spawn.PollIn) != 0) RelayReady(childPid);
+                if (ready > 0 && fds[2].REvents != 0)
+                {
+                    // A hang-up alone (nothing uses it any more) ends the watch without running anything.
+                    if ((fds[2].REvents & Spawn.PollIn) != 0) onReadable?.Invoke();
+                    watchFd = -1;
+                }
                 if (Spawn.TryReap(childPid, out int status)) return status;
             }
         }

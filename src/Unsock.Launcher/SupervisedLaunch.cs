@@ -15,33 +15,23 @@ internal static class SupervisedLaunch
 
     public static int Run(ControlChannel channel, ControlRequest register, string path, IReadOnlyList<string> argv, SignalRelay signals)
     {
-        SeccompProgram program;
-        try
-        {
-            ControlReply reply = Ask(channel, register);
-            if (!reply.Ok) return Refused(channel, reply);
-            program = new SeccompProgram(Convert.FromBase64String(reply.Filter ?? ""));
-        }
-        catch (ControlChannelException e)
-        {
-            return Program.Fail(Program.ExitLauncherFailure, e.Message);
-        }
-        catch (Exception e) when (e is FormatException or ArgumentException)
-        {
-            return Program.Fail(Program.ExitLauncherFailure, $"the supervisor at {channel.Peer} sent a filter that is not a seccomp program: {e.Message}");
-        }
-
         using var prepared = new Spawn.Prepared(path, argv, SignalRelay.Inherited, signals.IgnoredAtStart);
+        // Not disposed: on a refusal the thread may still be on its way into Wait when we return.
+        var filterKnown = new ManualResetEventSlim();
         using var installed = new ManualResetEventSlim();
         using var go = new ManualResetEventSlim();
+        SeccompProgram? program = null;
         int listenerFd = -1, execError = 0;
         bool attached = false;
         string? filterError = null;
+        // Started while the supervisor compiles the filter, so that the thread's start costs no time of its own.
         var execThread = new Thread(() =>
         {
+            filterKnown.Wait();
+            if (Volatile.Read(ref program) is not { } filter) return; // refused: nothing to install
             try
             {
-                listenerFd = SeccompFilter.InstallWithListener(program, waitKillableRecv: true);
+                listenerFd = SeccompFilter.InstallWithListener(filter, waitKillableRecv: true);
             }
             catch (SeccompException e)
             {
@@ -58,7 +48,29 @@ internal static class SupervisedLaunch
             Spawn.Close(listenerFd);
             execError = prepared.Exec(SignalRelay.Inherited, signals.IgnoredAtStart);
         }) { Name = "unsock-exec" };
-        execThread.Start();
+
+        try
+        {
+            channel.Send(register);
+            execThread.Start();
+            ControlReply reply = channel.ReceiveReply(ReplyTimeout);
+            if (!reply.Ok) return Refused(channel, reply);
+            Volatile.Write(ref program, new SeccompProgram(Convert.FromBase64String(reply.Filter ?? "")));
+        }
+        catch (ControlChannelException e)
+        {
+            return Program.Fail(Program.ExitLauncherFailure, e.Message);
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException)
+        {
+            return Program.Fail(Program.ExitLauncherFailure, $"the supervisor at {channel.Peer} sent a filter that is not a seccomp program: {e.Message}");
+        }
+        finally
+        {
+            // Without a program the thread ends at once; the process ends with our status below.
+            filterKnown.Set();
+        }
+
         installed.Wait();
         if (filterError is not null)
         {

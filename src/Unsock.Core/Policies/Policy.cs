@@ -25,7 +25,8 @@ public sealed partial class Policy : IEquatable<Policy>
     {
         ArgumentNullException.ThrowIfNull(rules);
         ArgumentNullException.ThrowIfNull(source);
-        if (!Enum.IsDefined(acceptConvert))
+        // Named, not Enum.IsDefined: that reads the enum's metadata through reflection, a start-up cost of the launcher.
+        if (acceptConvert is not (AcceptConvert.None or AcceptConvert.All or AcceptConvert.Vsock or AcceptConvert.Converted))
         {
             throw new ArgumentOutOfRangeException(nameof(acceptConvert), acceptConvert, null);
         }

@@ -26,11 +26,12 @@ public sealed class PolicyRule : IEquatable<PolicyRule>
     {
         ArgumentOutOfRangeException.ThrowIfNegative(index);
         ArgumentNullException.ThrowIfNull(action);
-        if (!Enum.IsDefined(direction))
+        // Named, not Enum.IsDefined: that reads the enum's metadata through reflection, a start-up cost of the launcher.
+        if (direction is not (RuleDirection.Any or RuleDirection.Bind or RuleDirection.Connect))
         {
             throw new ArgumentOutOfRangeException(nameof(direction), direction, null);
         }
-        if (!Enum.IsDefined(protocol))
+        if (protocol is not (RuleProtocol.Any or RuleProtocol.Tcp or RuleProtocol.Udp))
         {
             throw new ArgumentOutOfRangeException(nameof(protocol), protocol, null);
         }

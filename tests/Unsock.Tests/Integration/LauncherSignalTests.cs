@@ -77,7 +77,10 @@ public class LauncherSignalTests(ITestOutputHelper output) : IntegrationTest
         // A thread that does not block them would take them instead of the signalfd: lost, or the launcher killed.
         using var dir = new TempDir();
         string policy = Policies.Loopback(dir);
-        using var p = new RunningProgram(Launcher.Path, ["--policy", policy, "--", Py, SignalCount, "USR1", "", "20"]);
+        // The engine's threads start at the first trapped call (from the main thread, as it relays): one connect
+        // (refused: no socket file) first, so that they are there to be looked at.
+        string connectFirst = "\"$0\" -c 'import socket; socket.socket().connect_ex((\"127.0.0.1\", 9))'; exec \"$0\" \"$@\"";
+        using var p = new RunningProgram(Launcher.Path, ["--policy", policy, "--", "sh", "-c", connectFirst, Py, SignalCount, "USR1", "", "20"]);
         Assert.True(Wait.Until(() => p.Stdout.Contains("ready"), TimeSpan.FromSeconds(30)), p.Describe());
         const ulong Relayed = (1UL << 0) | (1UL << 1) | (1UL << 2) | (1UL << 9) | (1UL << 11) | (1UL << 14) | (1UL << 27);
         var threads = Directory.GetDirectories($"/proc/{p.Pid}/task");

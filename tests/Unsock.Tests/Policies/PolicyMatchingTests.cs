@@ -256,6 +256,22 @@ public class PolicyMatchingTests
     }
 
     [Fact]
+    public void Rules_and_policies_refuse_values_their_enums_do_not_name()
+    {
+        var allow = new AllowAction();
+        Assert.Throws<ArgumentOutOfRangeException>(() => new PolicyRule(0, (RuleDirection)3, RuleProtocol.Tcp, null, null, allow));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new PolicyRule(0, (RuleDirection)(-1), RuleProtocol.Tcp, null, null, allow));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new PolicyRule(0, RuleDirection.Connect, (RuleProtocol)3, null, null, allow));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new Policy([], acceptConvert: (AcceptConvert)4));
+        // Every named value is taken.
+        foreach (var d in new[] { RuleDirection.Any, RuleDirection.Bind, RuleDirection.Connect })
+            foreach (var p in new[] { RuleProtocol.Any, RuleProtocol.Tcp, RuleProtocol.Udp })
+                Assert.Equal(d, new PolicyRule(0, d, p, null, null, allow).Direction);
+        foreach (var a in new[] { AcceptConvert.None, AcceptConvert.All, AcceptConvert.Vsock, AcceptConvert.Converted })
+            Assert.Equal(a, new Policy([], acceptConvert: a).AcceptConvert);
+    }
+
+    [Fact]
     public void Has_flags_reflect_the_actions()
     {
         Assert.False(Rules("""{ "allow": true }""").HasRejectRules);
