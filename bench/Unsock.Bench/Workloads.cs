@@ -91,7 +91,11 @@ internal static unsafe class Workloads
             }
             catch (BenchIoException e)
             {
-                if (failed++ < 5) Console.Error.WriteLine($"unsock-bench probe: {e.Message}");
+                // When it failed and how long it had waited tell a call that waited through a restart from one made after it.
+                long now = Stopwatch.GetTimestamp();
+                if (failed++ < 5)
+                    Console.Error.WriteLine(System.FormattableString.Invariant(
+                        $"unsock-bench probe: {e.Message}, at {(now - start) * 1000.0 / Stopwatch.Frequency:F0} ms, after {(now - t0) * 1000.0 / Stopwatch.Frequency:F0} ms"));
                 Thread.Sleep(1); // a refused connect returns at once: count the moments lost, not a spin
             }
             long took = Stopwatch.GetTimestamp() - t0;

@@ -10,8 +10,9 @@ internal sealed partial class MarkdownReport
         _s.AppendLine($"Short connections as in 1 ({secs} s per run), client and server under `unsock-launch --supervisor S`, through two services: the");
         _s.AppendLine("run's (no OTEL_* variables: exporter off) and a second one started with `OTEL_EXPORTER_OTLP_ENDPOINT=" + operations.SinkEndpoint + "`,");
         _s.AppendLine("`OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`, `OTEL_METRIC_EXPORT_INTERVAL=1000` (an export every second), exporting to a sink");
-        _s.AppendLine("in the driver that answers 200 to every request; each serves its own redirected `unsock-bench serve`. The two alternate");
-        _s.AppendLine("within each round, first one then the other. Supervisor CPU per connection is the service's threads' run time");
+        _s.AppendLine("in the driver that answers 200 to every request; each serves its own redirected `unsock-bench serve`. Each round runs");
+        _s.AppendLine("both, the order swapping from round to round, after an unrecorded 0.3 s through each (the second service idles between");
+        _s.AppendLine("rounds, the run's serves the other scenarios). Supervisor CPU per connection is the service's threads' run time");
         _s.AppendLine("(/proc/PID/task/*/schedstat, the exporter's thread among them) over the timed part / connections. On vs off is the");
         _s.AppendLine("median of the per-round ratios (a speed ratio: below 1.00x the exporter costs). The spread is (largest - smallest) /");
         _s.AppendLine("median of the off column over the rounds: how much the same measurement moves from round to round. Goal: on vs off");
@@ -52,7 +53,9 @@ internal sealed partial class MarkdownReport
         _s.AppendLine("and the service print, stamped (the service's log lines carry their time, in ms): the old service reaped, the new one's");
         _s.AppendLine("first step (\"targets are kept across restarts\", at the start of its hosted service: before it the .NET runtime starts");
         _s.AppendLine("and the host is built), \"Application started\" (targets taken back, control socket served), READY=1 seen by the harness.");
-        _s.AppendLine("Calls made during the pause wait in the kernel until the next service answers them. Goal: no failed connection.").AppendLine();
+        _s.AppendLine("Calls made during the pause wait in the kernel until the next service answers them. Goal: no failed connection; a failed");
+        _s.AppendLine("one is listed under the errors below with when it failed and how long it had waited (about the pause: it waited through");
+        _s.AppendLine("the restart).").AppendLine();
         _s.AppendLine("| restart | graceful (SIGTERM) | SIGKILL |").AppendLine("|---|---|---|");
         string Row(string key, string format) => $"{F(m.Median(key, BenchDriver.Graceful), format)} | {F(m.Median(key, BenchDriver.Killed), format)}";
         _s.AppendLine($"| **pause**: signal to READY=1 of the next service (ms) | {Row("restart_pause_ms", "F0")} |");
