@@ -9,7 +9,7 @@ namespace Unsock.Bench.Driver;
 /// </summary>
 internal sealed partial class BenchDriver
 {
-    public const string OtlpOff = "otlp-off", OtlpOn = "otlp-on", Graceful = "graceful", Killed = "sigkill";
+    public const string OtlpOff = "otlp-off", OtlpOn = "otlp-on", Graceful = "graceful", Killed = "sigkill", Help = "help";
     private const int MetricsServerPort = 19004, RestartServerPort = 19005, OtlpSinkPort = 19021;
 
     private string MetricsSocket => Path.Combine(o.Work, "metrics", "control.sock");
@@ -189,5 +189,8 @@ internal sealed partial class BenchDriver
             _m.Add("restart_client_conns", kind, round, ChildProcess.Value(output, "conns"));
             Directory.Delete(dir, recursive: true);
         }
+        // The yardstick of the new service's first part: the runtime starts, Main prints the usage and returns; no host.
+        var help = RunBench(Launch.None, "spawn", "--count", "5", "--", o.SupervisorBin, "--help");
+        _m.Add("restart_runtime_ms", Help, round, ChildProcess.Value(help, "median_us") / 1000);
     }
 }

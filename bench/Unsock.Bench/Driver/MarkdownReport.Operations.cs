@@ -85,6 +85,11 @@ internal sealed partial class MarkdownReport
             if (parts.Length == 0 || double.IsNaN(pause)) continue;
             _s.AppendLine($"{char.ToUpperInvariant(label[0])}{label[1..]} restart: of the {pause:F0} ms pause, the largest part is {parts[0].Item1} ({parts[0].Item2:F0} ms, {parts[0].Item2 / pause * 100:F0}%).");
         }
+        double runtime = m.Median("restart_runtime_ms", BenchDriver.Help);
+        if (!double.IsNaN(runtime))
+            _s.AppendLine().AppendLine($"For comparison, `unsock-supervisor --help` (the .NET runtime starts, Main prints the usage and returns, no host is built) " +
+                $"takes {runtime:F0} ms from spawn to exit (median of 5 per round): of the new service's start up to its first step, about that much is the " +
+                "runtime's own start; the rest builds the host (configuration, logging, dependency injection, options, OpenTelemetry) and JIT-compiles what it runs (the service is not ReadyToRun).");
         _s.AppendLine();
     }
 
