@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's benchmark: publishes the launcher and the bench (NativeAOT) and the supervisor service, runs every scenario for every
-# variant in interleaved rounds and writes docs/benchmarks.md. Usage: bash bench/run.sh [--quick] [--rounds N]
+# variant in interleaved rounds and writes docs/benchmarks.md. Usage: bash bench/run.sh [--quick] [--rounds N] [--only metrics,restart]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${UNSOCK_BENCH_BUILD:-/tmp/unsock-bench-build}"
@@ -11,4 +11,5 @@ dotnet publish "$root/src/Unsock.Supervisor" -c Release -o "$out/supervisor" --n
 dotnet publish "$root/bench/Unsock.Bench" -c Release -o "$out/bench" --nologo -v quiet >&2
 
 commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-exec "$out/bench/unsock-bench" drive --launcher "$out/launcher/unsock-launch" --supervisor-bin "$out/supervisor/unsock-supervisor" --out "$root/docs/benchmarks.md" --commit "$commit" "$@"
+exec "$out/bench/unsock-bench" drive --launcher "$out/launcher/unsock-launch" --supervisor-bin "$out/supervisor/unsock-supervisor" \
+  --fakesystemd "$root/tests/Unsock.Tests/Programs/fakesystemd.py" --out "$root/docs/benchmarks.md" --commit "$commit" "$@"

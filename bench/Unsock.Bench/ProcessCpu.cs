@@ -53,7 +53,8 @@ internal static unsafe partial class ProcessCpu
         return any ? total : FromStat(pid);
     }
 
-    private static long FromStat(int pid)
+    /// <summary>utime + stime of <paramref name="pid"/> in nanoseconds (10 ms steps), its exited threads' included; -1 when it cannot be read.</summary>
+    public static long FromStat(int pid)
     {
         try
         {

@@ -15,6 +15,9 @@ internal static class Program
           listen ADDR [--ready FILE]                    listens, never accepts (idle connections of scenario 7)
           conn ADDR [--clients 1] [--seconds 1] [--cpu-of LABEL=PID|parent,...]
                                                         short connections per second, CPU per connection
+          probe ADDR --until FILE [--ready FILE] [--max-seconds 120]
+                                                        short connections one after another until FILE exists:
+                                                        the longest one (connect to answer) and how many failed
           pingpong ADDR [--count 20000]                 1-byte round trips: median and p99 in microseconds
           stream ADDR [--seconds 1] [--chunk 65536]     one-connection throughput in GB/s
           storm ADDR --conns N --start-at TICKS [--hold ADDR] [--release FILE] [--max-hold 60]
@@ -27,6 +30,8 @@ internal static class Program
           engine-target --index I --port P --report FD --parent FD --phase FILE
                                                         one target of engine-scale (started by it)
           drive --launcher PATH --supervisor-bin PATH --out FILE [--rounds 5] [--work DIR] [--listeners 1000] [--quick]
+                [--fakesystemd PATH] [--only SCENARIO,...]      scenarios: conn pingpong stream startup syscalls redis
+                                                        scale engine metrics restart
         ADDR is tcp:HOST:PORT or unix:PATH.
         """;
 
@@ -47,6 +52,8 @@ internal static class Program
                 "serve" => Done(BenchServer.Serve(o.Address(), o.Int("--threads", 16), o.Text("--ready"))),
                 "listen" => Done(BenchServer.ListenOnly(o.Address(), o.Text("--ready"))),
                 "conn" => Workloads.ShortConnections(o.Address(), o.Int("--clients", 1), o.Double("--seconds", 1), ProcessCpu.ParseWatched(o.Text("--cpu-of"))),
+                "probe" => Workloads.Probe(o.Address(), o.Text("--until") ?? throw new BenchUsageException("probe needs --until FILE"),
+                    o.Text("--ready"), o.Double("--max-seconds", 120)),
                 "pingpong" => Workloads.PingPong(o.Address(), o.Int("--count", 20_000)),
                 "stream" => Workloads.Stream(o.Address(), o.Double("--seconds", 1), o.Int("--chunk", 65536)),
                 "storm" => Workloads.Storm(o.Address(), o.Int("--conns", 100), o.Long("--start-at", Stopwatch.GetTimestamp()),

@@ -65,6 +65,47 @@ internal static unsafe class Workloads
         return line.ToString();
     }
 
+    /// <summary>
+    /// The restart scenario's client: short connections one after another (connect, 1-byte request, 1-byte answer,
+    /// close) until <paramref name="untilFile"/> exists, each timed from connect to the answer. A failed one is counted
+    /// and the loop goes on (its error goes to stderr), so the line says both how long the longest one waited and
+    /// whether any was lost. <paramref name="readyFile"/> is written after the first connection that worked.
+    /// </summary>
+    public static string Probe(BenchEndpoint endpoint, string untilFile, string? readyFile, double maxSeconds)
+    {
+        long conns = 0, failed = 0, longest = 0, longestAt = 0;
+        long start = Stopwatch.GetTimestamp(), limit = start + (long)(maxSeconds * Stopwatch.Frequency), nextCheck = 0;
+        while (true)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            if (t0 >= nextCheck)
+            {
+                // A stat every 10 ms, not per connection: the loop is what is measured.
+                if (File.Exists(untilFile) || t0 > limit) break;
+                nextCheck = t0 + Stopwatch.Frequency / 100;
+            }
+            try
+            {
+                OneShortConnection(endpoint);
+                if (conns++ == 0 && readyFile is not null) File.WriteAllText(readyFile, Environment.ProcessId.ToString());
+            }
+            catch (BenchIoException e)
+            {
+                // When it failed and how long it had waited tell a call that waited through a restart from one made after it.
+                long now = Stopwatch.GetTimestamp();
+                if (failed++ < 5)
+                    Console.Error.WriteLine(System.FormattableString.Invariant(
+                        $"unsock-bench probe: {e.Message}, at {(now - start) * 1000.0 / Stopwatch.Frequency:F0} ms, after {(now - t0) * 1000.0 / Stopwatch.Frequency:F0} ms"));
+                Thread.Sleep(1); // a refused connect returns at once: count the moments lost, not a spin
+            }
+            long took = Stopwatch.GetTimestamp() - t0;
+            if (took > longest) (longest, longestAt) = (took, t0 - start);
+        }
+        double ms(long ticks) => ticks * 1000.0 / Stopwatch.Frequency;
+        return System.FormattableString.Invariant(
+            $"conns={conns} failed={failed} max_us={ms(longest) * 1000:F0} max_at_ms={ms(longestAt):F0} seconds={ms(Stopwatch.GetTimestamp() - start) / 1000:F2}");
+    }
+
     public static void OneShortConnection(BenchEndpoint endpoint)
     {
         int fd = endpoint.Connect();

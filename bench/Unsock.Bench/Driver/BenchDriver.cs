@@ -11,7 +11,7 @@ namespace Unsock.Bench.Driver;
 /// whole run; every client run is a fresh process, started under the launcher for the redirected variants
 /// (embedded: the launcher supervises; external: the launcher hands over to the run's supervisor and execs).
 /// </summary>
-internal sealed class BenchDriver(DriverOptions o)
+internal sealed partial class BenchDriver(DriverOptions o)
 {
     public const string Tcp = "tcp", Unix = "unix", Embedded = "embedded", External = "external", Alone = "alone";
 
@@ -74,29 +74,34 @@ internal sealed class BenchDriver(DriverOptions o)
         try
         {
             StartSupervisor();
+            if (o.Runs("metrics")) StartMetricsSupervisor();
+            if (o.Runs("restart")) StartRestartSupervisor();
             StartServers();
             WarmUp();
             for (int round = 0; round < o.Rounds; round++)
             {
                 Progress($"round {round + 1}/{o.Rounds}");
                 var order = Rotate(NetVariants, round);
-                Measure("short connections", () => ShortConnections(order, round));
-                Measure("ping-pong", () => PingPong(order, round));
-                Measure("stream", () => Stream(order, round));
-                Measure("start-up", () => StartUp(round));
-                Measure("untrapped calls", () => Syscalls(round));
-                if (_redisServer is not null) Measure("redis", () => Redis(order, round));
-                Measure("scale", () => Scale(order, round));
-                Measure("engine scale", () => EngineScale(round));
+                if (o.Runs("conn")) Measure("short connections", () => ShortConnections(order, round));
+                if (o.Runs("pingpong")) Measure("ping-pong", () => PingPong(order, round));
+                if (o.Runs("stream")) Measure("stream", () => Stream(order, round));
+                if (o.Runs("startup")) Measure("start-up", () => StartUp(round));
+                if (o.Runs("syscalls")) Measure("untrapped calls", () => Syscalls(round));
+                if (o.Runs("redis") && _redisServer is not null) Measure("redis", () => Redis(order, round));
+                if (o.Runs("scale")) Measure("scale", () => Scale(order, round));
+                if (o.Runs("engine")) Measure("engine scale", () => EngineScale(round));
+                if (_metricsSupervisor is not null) Measure("metrics export", () => MetricsExport(round));
+                if (_restartHarness is not null) Measure("restart", () => RestartPause(round));
             }
         }
         finally
         {
             foreach (var s in _servers) ChildProcess.Stop(s.Process);
             if (_supervisor is not null) ChildProcess.Stop(_supervisor);
+            StopOperationsSupervisors();
         }
         var elapsed = Stopwatch.GetElapsedTime(started);
-        var report = new MarkdownReport(o, _m, _errors, elapsed, _redisServer is not null).Write();
+        var report = new MarkdownReport(o, _m, _errors, elapsed, _redisServer is not null && o.Runs("redis"), Operations).Write();
         Directory.CreateDirectory(Path.GetDirectoryName(o.Output)!);
         File.WriteAllText(o.Output, report);
         Console.Out.Write(report);
@@ -138,6 +143,7 @@ internal sealed class BenchDriver(DriverOptions o)
     /// </summary>
     private void WarmUp()
     {
+        WarmUpOperations();
         foreach (var v in NetVariants.Where(v => v.Redirected))
         {
             RunBench(v.Launch, "conn", v.Address, "--clients", "8", "--seconds", "0.5");
@@ -156,7 +162,8 @@ internal sealed class BenchDriver(DriverOptions o)
         StartBench(Launch.None, "listen", $"unix:{Path.Combine(o.Work, "unix", "hold.sock")}");
         // The scale scenario's idle connections of the redirected variants land here without a second launcher.
         StartBench(Launch.None, "listen", $"unix:{Path.Combine(Socks, $"{RedirectedHoldPort}.sock")}");
-        if (_redisServer is null) return;
+        StartOperationsServers();
+        if (_redisServer is null || !o.Runs("redis")) return;
         string[] common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning", "--dir", o.Work];
         _servers.Add(new("redis-server (native)", () =>
         {
@@ -184,14 +191,17 @@ internal sealed class BenchDriver(DriverOptions o)
         _ => "native",
     };
 
-    private void StartBench(Launch launch, params string[] args)
+    private void StartBench(Launch launch, params string[] args) => StartBenchUnder(launch, null, args);
+
+    /// <summary>A server of the run; external, in front of <paramref name="supervisor"/> (by default the run's service).</summary>
+    private void StartBenchUnder(Launch launch, string? supervisor, params string[] args)
     {
-        string name = $"unsock-bench {string.Join(' ', args)}{(launch != Launch.None ? $" ({Describe(launch)})" : "")}";
+        string name = $"unsock-bench {string.Join(' ', args)}{(launch != Launch.None ? $" ({Describe(launch)}{(supervisor is null ? "" : $" {supervisor}")})" : "")}";
         string ready = Path.Combine(o.Work, $"ready.{_servers.Count}");
         var server = new Server(name, () =>
         {
             File.Delete(ready);
-            var (file, argv) = Command(launch, o.Bench, [.. args, "--ready", ready]);
+            var (file, argv) = Command(launch, o.Bench, [.. args, "--ready", ready], supervisor);
             var p = ChildProcess.Start(file, argv, capture: false);
             ChildProcess.WaitUntil(() => File.Exists(ready), name, p);
             return p;
@@ -209,20 +219,24 @@ internal sealed class BenchDriver(DriverOptions o)
             _supervisor.Dispose();
             StartSupervisor();
         }
+        EnsureOperationsSupervisors();
         foreach (var s in _servers)
             if (s.Restart()) _errors.Add($"{s.Name} had exited (not by this run); restarted it");
     }
 
-    private (string File, string[] Args) Command(Launch launch, string file, string[] args) => launch switch
+    /// <summary>The command line of <paramref name="file"/> started as <paramref name="launch"/> says (external: in front of <paramref name="supervisor"/>, by default the run's service).</summary>
+    private (string File, string[] Args) Command(Launch launch, string file, string[] args, string? supervisor = null) => launch switch
     {
         Launch.Embedded => (o.Launcher, ["--policy", Policy, "--", file, .. args]),
-        Launch.External => (o.Launcher, ["--supervisor", SupervisorSocket, "--policy", Policy, "--", file, .. args]),
+        Launch.External => (o.Launcher, ["--supervisor", supervisor ?? SupervisorSocket, "--policy", Policy, "--", file, .. args]),
         _ => (file, args),
     };
 
-    private string RunBench(Launch launch, params string[] args)
+    private string RunBench(Launch launch, params string[] args) => RunBenchUnder(launch, null, args);
+
+    private string RunBenchUnder(Launch launch, string? supervisor, params string[] args)
     {
-        var (file, argv) = Command(launch, o.Bench, args);
+        var (file, argv) = Command(launch, o.Bench, args, supervisor);
         return ChildProcess.Run(file, argv);
     }
 

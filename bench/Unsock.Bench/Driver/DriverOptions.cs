@@ -4,8 +4,15 @@ namespace Unsock.Bench.Driver;
 internal sealed record DriverOptions(
     string Bench, string Launcher, string SupervisorBin, string Output, string Work, int Rounds, string? Commit,
     double Seconds, int PingPongCount, int SpawnCount, int GetpidCount, int PipeCount,
-    int RedisRequests, int ScaleTargets, int ScaleConnections, int EngineListeners, double EngineSeconds)
+    int RedisRequests, int ScaleTargets, int ScaleConnections, int EngineListeners, double EngineSeconds,
+    string? FakeSystemd, IReadOnlySet<string>? Only)
 {
+    /// <summary>The scenarios' names for --only.</summary>
+    public static readonly string[] Scenarios = ["conn", "pingpong", "stream", "startup", "syscalls", "redis", "scale", "engine", "metrics", "restart"];
+
+    /// <summary>Whether this run measures <paramref name="scenario"/> (every one unless --only names some).</summary>
+    public bool Runs(string scenario) => Only is null || Only.Contains(scenario);
+
     public static DriverOptions From(Options o)
     {
         string launcher = Path.GetFullPath(o.Text("--launcher") ?? throw new BenchUsageException("drive needs --launcher PATH (the published unsock-launch)"));
@@ -16,6 +23,15 @@ internal sealed record DriverOptions(
         string bench = Environment.ProcessPath ?? throw new BenchUsageException("cannot tell the path of unsock-bench itself");
         string work = Path.GetFullPath(o.Text("--work") ?? "/tmp/unsock-bench");
         bool quick = o.Flag("--quick");
+        string? fakeSystemd = o.Text("--fakesystemd") is { } f ? Path.GetFullPath(f) : null;
+        if (fakeSystemd is not null && !File.Exists(fakeSystemd)) throw new BenchUsageException($"--fakesystemd {fakeSystemd}: no such file");
+        HashSet<string>? only = null;
+        if (o.Text("--only") is { } names)
+        {
+            only = names.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet(StringComparer.Ordinal);
+            if (only.FirstOrDefault(n => !Scenarios.Contains(n)) is { } unknown)
+                throw new BenchUsageException($"--only {unknown}: the scenarios are {string.Join(", ", Scenarios)}");
+        }
         return new DriverOptions(bench, launcher, supervisor, output, work,
             Rounds: o.Int("--rounds", quick ? 1 : 5),
             Commit: o.Text("--commit"),
@@ -28,6 +44,8 @@ internal sealed record DriverOptions(
             ScaleTargets: o.Int("--targets", quick ? 20 : 100),
             ScaleConnections: quick ? 20 : 100,
             EngineListeners: o.Int("--listeners", quick ? 100 : 1000),
-            EngineSeconds: quick ? 1.0 : 2.0);
+            EngineSeconds: quick ? 1.0 : 2.0,
+            FakeSystemd: fakeSystemd,
+            Only: only);
     }
 }

@@ -4,7 +4,7 @@ using System.Text;
 namespace Unsock.Bench.Driver;
 
 /// <summary>docs/benchmarks.md: the machine, medians per variant, ratios with their targets, and every round's raw values.</summary>
-internal sealed class MarkdownReport(DriverOptions o, Measurements m, IReadOnlyList<string> errors, TimeSpan elapsed, bool redis)
+internal sealed partial class MarkdownReport(DriverOptions o, Measurements m, IReadOnlyList<string> errors, TimeSpan elapsed, bool redis, BenchDriver.OperationsFacts operations)
 {
     private readonly StringBuilder _s = new();
 
@@ -22,13 +22,17 @@ internal sealed class MarkdownReport(DriverOptions o, Measurements m, IReadOnlyL
         _s.AppendLine("hands the program to one `unsock-supervisor` service started for the whole run (control socket in a temp dir,");
         _s.AppendLine("policy sent inline) and execs it in place; that service supervises every program of the column.").AppendLine();
         Machine();
-        ShortConnections();
-        DataPath();
-        StartUp();
-        Untrapped();
+        if (o.Only is not null) _s.AppendLine($"Only some scenarios ran (`--only {string.Join(',', o.Only.Order())}`).").AppendLine();
+        if (o.Runs("conn")) ShortConnections();
+        if (o.Runs("pingpong") || o.Runs("stream")) DataPath();
+        if (o.Runs("startup")) StartUp();
+        if (o.Runs("syscalls")) Untrapped();
         if (redis) Redis();
-        Scale();
-        EngineScale();
+        if (o.Runs("scale")) Scale();
+        if (o.Runs("engine")) EngineScale();
+        if (operations.Metrics) MetricsExport();
+        if (operations.Restart) Restart();
+        else if (operations.RestartSkipped is { } why) _s.AppendLine($"Scenario 10 (restart) was left out: {why}.").AppendLine();
         Raw();
         if (errors.Count > 0)
         {
