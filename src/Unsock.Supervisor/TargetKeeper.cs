@@ -119,13 +119,22 @@ internal sealed partial class TargetKeeper
             return adopted;
         }
         var seen = new HashSet<long>();
+        var doubled = new HashSet<long>();
         foreach (var p in kept)
         {
             string name = p.Name!;
             if (!long.TryParse(name.AsSpan(ServiceManager.TargetFdPrefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out long number)
-                || number <= 0 || !seen.Add(number))
+                || number <= 0)
             {
-                Drop(p.Fd, name, number, "not a target's name, or a second fd with it");
+                Drop(p.Fd, name, 0, "not a target's name");
+                continue;
+            }
+            if (!seen.Add(number))
+            {
+                // Not Drop: FDSTOREREMOVE goes by name and would take the first one too (stored again below).
+                Log.NotReadopted(_log, name, "a second fd with that name; the first is served");
+                ServiceManager.Close(p.Fd);
+                doubled.Add(number);
                 continue;
             }
             highestNumber = Math.Max(highestNumber, number);
@@ -178,6 +187,12 @@ internal sealed partial class TargetKeeper
                 highestNumber = Math.Max(highestNumber, n);
                 if (!adopted.Any(a => a.Registration.Number == n)) TryDelete(file);
             }
+        }
+        foreach (var a in adopted.Where(a => doubled.Contains(a.Registration.Number)))
+        {
+            string name = ServiceManager.TargetFdName(a.Registration.Number);
+            ServiceManager.Notify($"FDSTOREREMOVE=1\nFDNAME={name}");
+            ServiceManager.Notify($"FDSTORE=1\nFDNAME={name}", a.ListenerFd);
         }
         _left = [];
         return adopted;
