@@ -652,9 +652,20 @@ public sealed unsafe partial class NotificationEngine : IDisposable
     /// </summary>
     public void Stop()
     {
+        if (!StopReceiving()) return;
+        foreach (var a in Attachments) Detach(a, "the engine stopped", Errors.EINTR);
+        Poller.Stop(Errors.EINTR);
+        _sweeper.Stop();
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.Run(Stop, cancellationToken);
+
+    /// <summary>Ends every notification thread, each after the call in hand; false when stopping already.</summary>
+    private bool StopReceiving()
+    {
         lock (_attachLock)
         {
-            if (_stopping) return;
+            if (_stopping) return false;
             _stopping = true;
         }
         Wake();
@@ -667,12 +678,8 @@ public sealed unsafe partial class NotificationEngine : IDisposable
         }
         SignalDeputy();
         foreach (var w in workers) w.Thread!.Join();
-        foreach (var a in Attachments) Detach(a, "the engine stopped", Errors.EINTR);
-        Poller.Stop(Errors.EINTR);
-        _sweeper.Stop();
+        return true;
     }
-
-    public Task StopAsync(CancellationToken cancellationToken) => Task.Run(Stop, cancellationToken);
 
     /// <summary>
     /// Stops receiving and lets go of every attachment for a successor that gets the listeners (from systemd's fd
@@ -682,21 +689,7 @@ public sealed unsafe partial class NotificationEngine : IDisposable
     /// </summary>
     public void Handover(TimeSpan timeout)
     {
-        lock (_attachLock)
-        {
-            if (_stopping) return;
-            _stopping = true;
-        }
-        Wake();
-        List<Worker> workers;
-        lock (_roleLock)
-        {
-            _noMoreWorkers = true;
-            Monitor.PulseAll(_roleLock);
-            workers = _workers.ToList();
-        }
-        SignalDeputy();
-        foreach (var w in workers) w.Thread!.Join();
+        if (!StopReceiving()) return;
         var all = Attachments.ToList();
         foreach (var a in all)
         {

@@ -57,14 +57,7 @@ public sealed class RestartTests(ITestOutputHelper output) : IntegrationTest
         public RunningProgram Launch(params string[] command) =>
             new(Integration.Launcher.Path, ["--supervisor", Socket, "--policy", "web", "--", .. command]);
 
-        public IReadOnlyList<TargetStatus> Status()
-        {
-            using var channel = ControlChannel.Connect(Socket);
-            channel.Send(new ControlRequest { Kind = ControlProtocol.Status });
-            var reply = channel.ReceiveReply(TimeSpan.FromSeconds(30));
-            Assert.True(reply.Ok, reply.Error);
-            return reply.Targets ?? [];
-        }
+        public IReadOnlyList<TargetStatus> Status() => ServiceUnderTest.StatusAt(Socket);
 
         public void Dispose()
         {

@@ -144,9 +144,12 @@ public sealed class ServiceUnderTest : IDisposable
     }
 
     /// <summary>Asks for status in this process, as root.</summary>
-    public IReadOnlyList<TargetStatus> Status()
+    public IReadOnlyList<TargetStatus> Status() => StatusAt(Socket);
+
+    /// <summary>Asks the supervisor at <paramref name="socket"/> for status in this process, as root.</summary>
+    public static IReadOnlyList<TargetStatus> StatusAt(string socket)
     {
-        using var channel = ControlChannel.Connect(Socket);
+        using var channel = ControlChannel.Connect(socket);
         channel.Send(new ControlRequest { Kind = ControlProtocol.Status });
         var reply = channel.ReceiveReply(TimeSpan.FromSeconds(30));
         Assert.True(reply.Ok, reply.Error);
