@@ -12,6 +12,7 @@ public static class FilterPlan
 {
     private const int SolSocket = 1, SolIp = 0, SolTcp = 6, SolIpv6 = 41, SoProtocol = 38, SoDomain = 39;
     private const int ShutWr = 1, AfInet = 2, AfInet6 = 10;
+    private const ulong CloneNewNs = 0x20000;
 
     private const ulong MsgFastOpen = 0x20000000;
 
@@ -57,6 +58,15 @@ public static class FilterPlan
             }
             // io_uring's connect/accept/socket never pass through seccomp: without it libraries fall back.
             rules.Add(new(Syscalls.IoUringSetup, FilterAction.Errno(Errors.ENOSYS)));
+            // A target's root and mount namespace decide where its socket paths lead. The engine remembers that a
+            // task sees our tree and looks again only after one of the calls that change them, each seen before it
+            // runs: chroot, pivot_root, setns, unshare of the mount namespace. No later filter can take them from us
+            // (the kernel refuses a second listener in a task's filter chain, EBUSY; a filter's TRACE ranks below
+            // our notification); on i386 and x32 they answer ENOSYS, as every call we trap does.
+            rules.Add(new(Syscalls.Chroot, FilterAction.Notify));
+            rules.Add(new(Syscalls.PivotRoot, FilterAction.Notify));
+            rules.Add(new(Syscalls.SetNs, FilterAction.Notify));
+            rules.Add(new(Syscalls.Unshare, FilterAction.Notify, new ArgCondition(0, ArgOp.MaskedEqual, CloneNewNs, CloneNewNs)));
         }
         if (policy.HasRedirectRules)
         {

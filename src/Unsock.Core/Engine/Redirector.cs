@@ -71,6 +71,7 @@ internal sealed partial class Redirector : IDisposable
             _nextPrune = Environment.TickCount64 + 1000;
         }
         if (r.Arch != AuditArch.X86_64) return Outcome.Fail(Errors.ENOSYS); // the filter already refuses these
+        _target.BeginCall(r.Pid);
         return r.Nr switch
         {
             Syscalls.Connect => Connect(r),
@@ -85,8 +86,17 @@ internal sealed partial class Redirector : IDisposable
             // Without datagram rules or UDP rejects the filter traps these only with MSG_FASTOPEN: a connect in disguise.
             Syscalls.SendTo or Syscalls.SendMsg or Syscalls.SendMmsg => FilterPlan.TrapsDatagramSends(_policy) ? DatagramSend(r) : FastOpen(r),
             Syscalls.RecvFrom or Syscalls.RecvMsg or Syscalls.RecvMmsg => DatagramReceive(r),
+            Syscalls.Chroot or Syscalls.PivotRoot or Syscalls.SetNs or Syscalls.Unshare => RootMayChange(r),
             _ => Outcome.Continue,
         };
+    }
+
+    /// <summary>A change of root or mount namespace, about to run: what we remember of targets' trees is forgotten first.</summary>
+    private Outcome RootMayChange(in SyscallRequest r)
+    {
+        TargetIdentity.RootMayChange(r.Pid, r.Nr);
+        if (_log.Enabled) _log.Decision(r.Pid, Syscalls.Name(r.Nr), "", "may change the program's root or mount namespace: its socket paths are looked up in its tree again");
+        return Outcome.Continue;
     }
 
     /// <summary>

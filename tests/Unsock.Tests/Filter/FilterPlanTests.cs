@@ -66,6 +66,25 @@ public class FilterPlanTests
     }
 
     [Fact]
+    public void CallsThatChangeARootOrMountNamespaceAreSeenBeforeTheyRun()
+    {
+        const ulong CloneNewNs = 0x20000, CloneNewUser = 0x10000000, CloneFs = 0x200;
+        foreach (var policy in new[] { Redirect, RejectOnly })
+        {
+            Assert.Equal(SeccompAction.Notify, Decide(policy, SeccompData.X86_64(Syscalls.Chroot, 0x1000)));
+            Assert.Equal(SeccompAction.Notify, Decide(policy, SeccompData.X86_64(Syscalls.PivotRoot, 0x1000, 0x2000)));
+            Assert.Equal(SeccompAction.Notify, Decide(policy, SeccompData.X86_64(Syscalls.SetNs, 5, 0)));
+            Assert.Equal(SeccompAction.Notify, Decide(policy, SeccompData.X86_64(Syscalls.Unshare, CloneNewNs)));
+            Assert.Equal(SeccompAction.Notify, Decide(policy, SeccompData.X86_64(Syscalls.Unshare, CloneNewNs | CloneNewUser)));
+            Assert.Equal(SeccompAction.Allow, Decide(policy, SeccompData.X86_64(Syscalls.Unshare, CloneNewUser | CloneFs)));
+            // Other ABIs cannot go round it: the 32-bit calls answer ENOSYS.
+            Assert.Equal(SeccompAction.Errno(38), Decide(policy, SeccompData.I386(61 /* chroot */, 0x1000)));
+            Assert.Equal(SeccompAction.Errno(38), Decide(policy, SeccompData.X32(Syscalls.Chroot, 0x1000)));
+        }
+        Assert.Equal(SeccompAction.Allow, Decide(AllowOnly, SeccompData.X86_64(Syscalls.Chroot, 0x1000)));
+    }
+
+    [Fact]
     public void BlockInet6RefusesSocketInTheFilterItself()
     {
         const string json = """{ "blockInet6": true, "rules": [] }""";
