@@ -112,8 +112,9 @@ internal sealed partial class Redirector
 
     private Outcome SetSockOpt(in SyscallRequest r)
     {
-        if (_registry.IsEmpty) return Outcome.Continue;
         int level = (int)r.A1, option = (int)r.A2;
+        if (level == Sock.SolSocket) return MarkOptionSet(r, option);
+        if (_registry.IsEmpty) return Outcome.Continue;
         uint length = (uint)r.A4;
         if (!TryCopyConverted(r, out int copy, out var entry)) return Outcome.Continue;
         try
@@ -127,6 +128,87 @@ internal sealed partial class Redirector
             return Outcome.Succeed();
         }
         finally { CloseCopy(copy); }
+    }
+
+    /// <summary>
+    /// A SOL_SOCKET option of <see cref="FilterPlan.MarkedSocketOptions"/> is being set: the socket is marked, so
+    /// that a swap copies it (and only then), and the kernel sets it. A socket we swapped in already is the one
+    /// the option goes to. A program that moves another socket to the fd meanwhile loses only the mark.
+    /// </summary>
+    private Outcome MarkOptionSet(in SyscallRequest r, int option)
+    {
+        int bit = OptionMarks.BitOf(option);
+        if (bit == 0) return Outcome.Continue;
+        if (Native.Stat($"/proc/{r.Pid}/fd/{(int)r.A0}", out uint mode, out ulong inode) != 0) return Outcome.Continue;
+        if ((mode & global::Interop.FileSystem.TypeMask) != global::Interop.FileSystem.TypeSocket) return Outcome.Continue;
+        if (!_registry.IsEmpty && _registry.Find(inode) is not null) return Outcome.Continue;
+        if (OptionMarks.Shared.Mark(inode, bit)) _log.Message($"pid {r.Pid}: more than {OptionMarks.Shared.Capacity} sockets were marked as having SOL_SOCKET options set and never swapped; every swap copies them all from now on");
+        return Outcome.Continue;
+    }
+
+    /// <summary>
+    /// The <see cref="FilterPlan.MarkedSocketOptions"/> that programs set on their sockets, by socket inode, one bit
+    /// per option, until a swap takes them. <see cref="Shared"/> serves every thread and target: a socket may be
+    /// passed to another process. Bounded: past its capacity (sockets marked, then never swapped: connected
+    /// elsewhere, or not TCP) marks are no longer kept, and every swap copies every option as though all were marked.
+    /// </summary>
+    internal sealed class OptionMarks(int capacity)
+    {
+        public static readonly OptionMarks Shared = new(16384);
+        private readonly Dictionary<ulong, int> _marks = new();
+        private volatile bool _overflowed;
+        private volatile int _count;
+
+        public int Capacity => capacity;
+
+        /// <summary>The bit of <paramref name="option"/> in a mark; 0 for an option that is not marked.</summary>
+        public static int BitOf(int option)
+        {
+            int i = FilterPlan.MarkedSocketOptions.IndexOf(option);
+            return i < 0 ? 0 : 1 << i;
+        }
+
+        /// <summary>What <see cref="Take"/> answers once marks were lost: any option may have been set (every bit is on).</summary>
+        public const int Unknown = -1;
+
+        /// <summary>True when nothing is marked (the common case costs no lookup, and no fstat to find the key).</summary>
+        public bool IsEmpty => _count == 0 && !_overflowed;
+
+        /// <summary>Marks <paramref name="bit"/> on socket <paramref name="inode"/>; true the one time the marks overflow.</summary>
+        public bool Mark(ulong inode, int bit)
+        {
+            if (_overflowed) return false;
+            lock (_marks)
+            {
+                if (_marks.TryGetValue(inode, out int marked))
+                {
+                    _marks[inode] = marked | bit;
+                    return false;
+                }
+                if (_marks.Count >= capacity)
+                {
+                    _overflowed = true;
+                    _marks.Clear();
+                    _count = 0;
+                    return true;
+                }
+                _marks[inode] = bit;
+                _count = _marks.Count;
+                return false;
+            }
+        }
+
+        /// <summary>The options marked on socket <paramref name="inode"/>, which are forgotten; <see cref="Unknown"/> once marks overflowed.</summary>
+        public int Take(ulong inode)
+        {
+            if (_overflowed) return Unknown;
+            lock (_marks)
+            {
+                if (!_marks.Remove(inode, out int marked)) return 0;
+                _count = _marks.Count;
+                return marked;
+            }
+        }
     }
 
     /// <summary>shutdown(SHUT_RD/SHUT_RDWR) of a listener removes its socket file, as the original did.</summary>
