@@ -66,35 +66,71 @@ internal sealed partial class Redirector
         _ => false,
     };
 
+    /// <summary>
+    /// The socket of ours at the program's fd, found by the inode that /proc/TID/fd/FD shows (one stat, where a copy
+    /// of the fd would cost pidfd_getfd, a getsockopt, an fstat and a close); null when the fd is not one of ours, or
+    /// the program's own AF_UNIX socket. False when a stat cannot tell: the registry has listeners, and a socket
+    /// accepted on one of them by an accept we did not trap is found through its name only (<see cref="TryCopyConverted"/>).
+    /// </summary>
+    private bool TryFindConverted(in SyscallRequest r, out ConvertedSocket? entry)
+    {
+        entry = null;
+        int err = Native.Stat($"/proc/{r.Pid}/fd/{(int)r.A0}", out uint mode, out ulong inode);
+        if (err == Errors.ENOENT) return true; // no such fd: the kernel says EBADF
+        if (err != 0) return false;
+        if ((mode & global::Interop.FileSystem.TypeMask) != global::Interop.FileSystem.TypeSocket) return true;
+        entry = _registry.Find(inode);
+        if (entry is not null)
+        {
+            if (entry.UnixName is not null) entry = null; // a fromUnix socket is the program's own AF_UNIX socket
+            return true;
+        }
+        return _registry.FileCount == 0;
+    }
+
     private Outcome GetSockOpt(in SyscallRequest r)
     {
         if (_registry.IsEmpty) return Outcome.Continue;
         int level = (int)r.A1, option = (int)r.A2;
+        // SO_PROTOCOL (the socket's type) and TCP_INFO (listening or not) are read from the socket; the rest is ours.
+        bool readsSocket = level == Sock.SolSocket ? option != Sock.SoDomain : level == Sock.SolTcp && option == TcpInfo;
+        if (!readsSocket && TryFindConverted(r, out var found))
+            return found is null ? Outcome.Continue : GetSockOpt(r, found, level, option, copy: -1);
         if (!TryCopyConverted(r, out int copy, out var entry)) return Outcome.Continue;
         try
         {
-            byte[]? value;
-            if (level == Sock.SolSocket)
-            {
-                value = option switch
-                {
-                    Sock.SoDomain => Int(entry.IPv6 ? Sock.AfInet6 : Sock.AfInet),
-                    // IPPROTO_UDP for a datagram socket we swapped in, else IPPROTO_TCP.
-                    Sock.SoProtocol => Int(Sock.GetInt(copy, Sock.SolSocket, Sock.SoType, out int type) == 0 && type == Sock.SockDgram ? 17 : 6),
-                    _ => null,
-                };
-                if (value is null) return Outcome.Continue;
-            }
-            else
-            {
-                if (!IsKnownOption(level, option, entry.IPv6)) return Outcome.Fail(Errors.ENOPROTOOPT);
-                bool listening = Sock.GetInt(copy, Sock.SolSocket, Sock.SoAcceptConn, out int acc) == 0 && acc != 0;
-                value = entry.GetOption(level, option) ?? DefaultOption(level, option, listening);
-                if (value is null) return Outcome.Fail(Errors.ENOPROTOOPT);
-            }
-            return WriteOption(r.Pid, r.A3, r.A4, value);
+            return GetSockOpt(r, entry, level, option, copy);
         }
         finally { CloseCopy(copy); }
+    }
+
+    /// <summary>getsockopt on our socket <paramref name="entry"/>; <paramref name="copy"/> is needed (not -1) for SO_PROTOCOL and TCP_INFO.</summary>
+    private static Outcome GetSockOpt(in SyscallRequest r, ConvertedSocket entry, int level, int option, int copy)
+    {
+        byte[]? value;
+        if (level == Sock.SolSocket)
+        {
+            value = option switch
+            {
+                Sock.SoDomain => Int(entry.IPv6 ? Sock.AfInet6 : Sock.AfInet),
+                // IPPROTO_UDP for a datagram socket we swapped in, else IPPROTO_TCP.
+                Sock.SoProtocol => Int(Sock.GetInt(copy, Sock.SolSocket, Sock.SoType, out int type) == 0 && type == Sock.SockDgram ? 17 : 6),
+                _ => null,
+            };
+            if (value is null) return Outcome.Continue;
+        }
+        else
+        {
+            if (!IsKnownOption(level, option, entry.IPv6)) return Outcome.Fail(Errors.ENOPROTOOPT);
+            value = entry.GetOption(level, option);
+            if (value is null)
+            {
+                bool listening = copy >= 0 && Sock.GetInt(copy, Sock.SolSocket, Sock.SoAcceptConn, out int acc) == 0 && acc != 0;
+                value = DefaultOption(level, option, listening);
+            }
+            if (value is null) return Outcome.Fail(Errors.ENOPROTOOPT);
+        }
+        return WriteOption(r.Pid, r.A3, r.A4, value);
     }
 
     /// <summary>getsockopt's copy-out: min(*optlen, size) bytes, then that count into *optlen.</summary>
@@ -115,19 +151,20 @@ internal sealed partial class Redirector
         int level = (int)r.A1, option = (int)r.A2;
         if (level == Sock.SolSocket) return MarkOptionSet(r, option);
         if (_registry.IsEmpty) return Outcome.Continue;
-        uint length = (uint)r.A4;
-        if (!TryCopyConverted(r, out int copy, out var entry)) return Outcome.Continue;
-        try
+        if (!TryFindConverted(r, out var entry))
         {
-            if (!IsKnownOption(level, option, entry.IPv6)) return Outcome.Fail(Errors.ENOPROTOOPT);
-            if (length > MaxOptionLength) return Outcome.Fail(Errors.EINVAL);
-            if (IsIntOption(level, option) && length < 4) return Outcome.Fail(Errors.EINVAL);
-            var value = new byte[IsIntOption(level, option) ? 4 : length];
-            if (TargetProcess.ReadMemory(r.Pid, r.A3, value) != 0) return Outcome.Fail(Errors.EFAULT);
-            entry.SetOption(level, option, value);
-            return Outcome.Succeed();
+            if (!TryCopyConverted(r, out int copy, out entry)) return Outcome.Continue;
+            CloseCopy(copy);
         }
-        finally { CloseCopy(copy); }
+        if (entry is null) return Outcome.Continue;
+        uint length = (uint)r.A4;
+        if (!IsKnownOption(level, option, entry.IPv6)) return Outcome.Fail(Errors.ENOPROTOOPT);
+        if (length > MaxOptionLength) return Outcome.Fail(Errors.EINVAL);
+        if (IsIntOption(level, option) && length < 4) return Outcome.Fail(Errors.EINVAL);
+        var value = new byte[IsIntOption(level, option) ? 4 : length];
+        if (TargetProcess.ReadMemory(r.Pid, r.A3, value) != 0) return Outcome.Fail(Errors.EFAULT);
+        entry.SetOption(level, option, value);
+        return Outcome.Succeed();
     }
 
     /// <summary>
