@@ -86,7 +86,7 @@ internal static unsafe class TargetIdentity
     /// True when every change trapped so far has been made: its thread has exited, or is in another call
     /// (/proc/TID/syscall). One that runs in user space (no call to tell) counts as under way.
     /// </summary>
-    private static bool NoChangeUnderWay()
+    internal static bool NoChangeUnderWay()
     {
         lock (s_underWay)
         {
@@ -101,12 +101,16 @@ internal static unsafe class TargetIdentity
         }
     }
 
-    /// <summary>True unless /proc/TID/syscall shows thread <paramref name="tid"/> blocked in a call other than <paramref name="nr"/>, or gone.</summary>
+    /// <summary>
+    /// True unless /proc/TID/syscall shows thread <paramref name="tid"/> gone, blocked in a call other than
+    /// <paramref name="nr"/>, or stopped outside any call ("-1 ...").
+    /// </summary>
     private static bool InCall(int tid, int nr)
     {
         Span<byte> text = stackalloc byte[64];
         int n = global::Interop.FileSystem.ReadSmallFile($"/proc/{tid}/syscall", text);
         if (n == -Errors.ENOENT || n == -Errors.ESRCH) return false;
+        if (n >= 2 && text[0] == (byte)'-' && text[1] == (byte)'1') return false;
         if (n <= 0 || text[0] is < (byte)'0' or > (byte)'9') return true; // "running", or unreadable: cannot tell
         int number = 0;
         foreach (byte c in text[..n])
