@@ -124,6 +124,9 @@ internal static unsafe class TargetIdentity
     /// <summary>From now on every call looks at the target's tree again.</summary>
     private static void StopRememberingTrees() => Interlocked.Exchange(ref s_rootChanges, 0);
 
+    /// <summary><see cref="OpenForeignRoot(TargetProcess?, int, out int)"/> looking every time (off the notification threads).</summary>
+    internal static int OpenForeignRoot(int tid, out int root) => OpenForeignRoot(null, tid, out root);
+
     /// <summary>
     /// Opens thread <paramref name="tid"/>'s root when it or its mount namespace differs from ours
     /// (<paramref name="root"/> is -1 when both are ours); 0, or the errno that keeps us from knowing.
