@@ -12,6 +12,17 @@ public static class FilterPlan
 {
     private const int SolSocket = 1, SolIp = 0, SolTcp = 6, SolIpv6 = 41, SoProtocol = 38, SoDomain = 39;
     private const int ShutWr = 1, AfInet = 2, AfInet6 = 10;
+    private const ulong CloneNewNs = 0x20000;
+
+    /// <summary>
+    /// SOL_SOCKET options that are trapped so that the socket is marked as having them set
+    /// (<see cref="Redirector"/> copies only those to the socket it swaps in): buffer sizes, SO_OOBINLINE,
+    /// SO_PRIORITY, SO_RCVLOWAT. Timeouts, SO_LINGER and SO_KEEPALIVE are not: programs set them on every
+    /// connection, accepted ones too (redis turns keep-alive on for each client), often after connect, where
+    /// a trap would cost a round trip per connection; those are read at the swap instead.
+    /// </summary>
+    internal static ReadOnlySpan<int> MarkedSocketOptions => [7 /* SO_SNDBUF */, 8 /* SO_RCVBUF */, 10 /* SO_OOBINLINE */,
+        12 /* SO_PRIORITY */, 18 /* SO_RCVLOWAT */, 32 /* SO_SNDBUFFORCE */, 33 /* SO_RCVBUFFORCE */];
 
     private const ulong MsgFastOpen = 0x20000000;
 
@@ -57,6 +68,15 @@ public static class FilterPlan
             }
             // io_uring's connect/accept/socket never pass through seccomp: without it libraries fall back.
             rules.Add(new(Syscalls.IoUringSetup, FilterAction.Errno(Errors.ENOSYS)));
+            // A target's root and mount namespace decide where its socket paths lead. The engine remembers that a
+            // task sees our tree and looks again only after one of the calls that change them, each seen before it
+            // runs: chroot, pivot_root, setns, unshare of the mount namespace. No later filter can take them from us
+            // (the kernel refuses a second listener in a task's filter chain, EBUSY; a filter's TRACE ranks below
+            // our notification); on i386 and x32 they answer ENOSYS, as every call we trap does.
+            rules.Add(new(Syscalls.Chroot, FilterAction.Notify));
+            rules.Add(new(Syscalls.PivotRoot, FilterAction.Notify));
+            rules.Add(new(Syscalls.SetNs, FilterAction.Notify));
+            rules.Add(new(Syscalls.Unshare, FilterAction.Notify, new ArgCondition(0, ArgOp.MaskedEqual, CloneNewNs, CloneNewNs)));
         }
         if (policy.HasRedirectRules)
         {
@@ -69,6 +89,9 @@ public static class FilterPlan
             }
             foreach (int option in (int[])[SoDomain, SoProtocol])
                 rules.Add(new(Syscalls.GetSockOpt, FilterAction.Notify,
+                    new ArgCondition(1, ArgOp.Equal, SolSocket), new ArgCondition(2, ArgOp.Equal, (ulong)option)));
+            foreach (int option in MarkedSocketOptions)
+                rules.Add(new(Syscalls.SetSockOpt, FilterAction.Notify,
                     new ArgCondition(1, ArgOp.Equal, SolSocket), new ArgCondition(2, ArgOp.Equal, (ulong)option)));
             // SHUT_WR is the per-connection half-close; only SHUT_RD/SHUT_RDWR can end a listener.
             rules.Add(new(Syscalls.Shutdown, FilterAction.Notify, new ArgCondition(1, ArgOp.NotEqual, ShutWr)));

@@ -69,7 +69,7 @@ internal sealed partial class Redirector
             {
                 // Path names are looked up from our root: where the program's root or mounts are not ours, its path
                 // is resolved in its tree instead (see UnixAttempt.RunInRoot).
-                int opened = TargetIdentity.OpenForeignRoot(r.Pid, out root);
+                int opened = TargetIdentity.OpenForeignRoot(_target, r.Pid, out root);
                 if (opened != 0) return Refuse(r, subject, $"its root directory cannot be opened ({Errors.Name(opened)})");
                 if (root >= 0 && !TryPathOf(sockaddr, out path))
                     return Refuse(r, subject, "the program has its own root or mount namespace, and its path is not UTF-8, which is how we resolve it there");

@@ -71,6 +71,7 @@ internal sealed partial class Redirector : IDisposable
             _nextPrune = Environment.TickCount64 + 1000;
         }
         if (r.Arch != AuditArch.X86_64) return Outcome.Fail(Errors.ENOSYS); // the filter already refuses these
+        _target.BeginCall(r.Pid);
         return r.Nr switch
         {
             Syscalls.Connect => Connect(r),
@@ -85,8 +86,17 @@ internal sealed partial class Redirector : IDisposable
             // Without datagram rules or UDP rejects the filter traps these only with MSG_FASTOPEN: a connect in disguise.
             Syscalls.SendTo or Syscalls.SendMsg or Syscalls.SendMmsg => FilterPlan.TrapsDatagramSends(_policy) ? DatagramSend(r) : FastOpen(r),
             Syscalls.RecvFrom or Syscalls.RecvMsg or Syscalls.RecvMmsg => DatagramReceive(r),
+            Syscalls.Chroot or Syscalls.PivotRoot or Syscalls.SetNs or Syscalls.Unshare => RootMayChange(r),
             _ => Outcome.Continue,
         };
+    }
+
+    /// <summary>A change of root or mount namespace, about to run: what we remember of targets' trees is forgotten first.</summary>
+    private Outcome RootMayChange(in SyscallRequest r)
+    {
+        TargetIdentity.RootMayChange(r.Pid, r.Nr);
+        if (_log.Enabled) _log.Decision(r.Pid, Syscalls.Name(r.Nr), "", "may change the program's root or mount namespace: its socket paths are looked up in its tree again");
+        return Outcome.Continue;
     }
 
     /// <summary>
@@ -122,7 +132,11 @@ internal sealed partial class Redirector : IDisposable
 
     private const int SoOobInline = 10, SoPriority = 12, SoRcvLowat = 18;
 
-    /// <summary>Copies what the program set on its TCP socket that also means something on the new one.</summary>
+    /// <summary>
+    /// Copies what the program set on its TCP socket that also means something on the new one. Timeouts,
+    /// SO_LINGER and SO_KEEPALIVE are read every time (programs set them on every connection, so they are not
+    /// trapped); the others only when the program set them (<see cref="OptionMarks"/>).
+    /// </summary>
     private void CopySocketOptions(int from, int to)
     {
         Span<byte> buf = stackalloc byte[16];
@@ -133,15 +147,25 @@ internal sealed partial class Redirector : IDisposable
         }
         if (Sock.GetInt(from, Sock.SolSocket, Sock.SoKeepAlive, out int keepAlive) == 0 && keepAlive != 0)
             Sock.SetInt(to, Sock.SolSocket, Sock.SoKeepAlive, 1);
+        if (OptionMarks.Shared.IsEmpty) return;
+        int marked = OptionMarks.Shared.Take(Sock.Inode(from));
+        if (marked == 0) return;
+        bool unknown = marked == OptionMarks.Unknown;
         // Options that mean the same on a Unix socket, copied when the program moved them off their defaults.
         foreach (var (opt, fresh) in (ReadOnlySpan<(int, int)>)[(SoOobInline, 0), (SoPriority, 0), (SoRcvLowat, 1)])
-            if (Sock.GetInt(from, Sock.SolSocket, opt, out int v) == 0 && v != fresh) Sock.SetInt(to, Sock.SolSocket, opt, v);
-        // Buffer sizes only when the program chose them: TCP's defaults would shrink a Unix socket's.
-        if (Sock.GetInt(from, Sock.SolSocket, Sock.SoSndBuf, out int snd) == 0 && snd != _tcpDefaultSendBuffer)
+            if ((marked & OptionMarks.BitOf(opt)) != 0 && Sock.GetInt(from, Sock.SolSocket, opt, out int v) == 0 && v != fresh)
+                Sock.SetInt(to, Sock.SolSocket, opt, v);
+        // Buffer sizes only when the program chose them: TCP's defaults would shrink a Unix socket's. The kernel
+        // stores twice what was asked; when marks were lost, one equal to TCP's default is taken as never set.
+        if ((marked & (OptionMarks.BitOf(Sock.SoSndBuf) | OptionMarks.BitOf(SoSndBufForce))) != 0
+            && Sock.GetInt(from, Sock.SolSocket, Sock.SoSndBuf, out int snd) == 0 && (!unknown || snd != _tcpDefaultSendBuffer))
             Sock.SetInt(to, Sock.SolSocket, Sock.SoSndBuf, snd / 2);
-        if (Sock.GetInt(from, Sock.SolSocket, Sock.SoRcvBuf, out int rcv) == 0 && rcv != _tcpDefaultReceiveBuffer)
+        if ((marked & (OptionMarks.BitOf(Sock.SoRcvBuf) | OptionMarks.BitOf(SoRcvBufForce))) != 0
+            && Sock.GetInt(from, Sock.SolSocket, Sock.SoRcvBuf, out int rcv) == 0 && (!unknown || rcv != _tcpDefaultReceiveBuffer))
             Sock.SetInt(to, Sock.SolSocket, Sock.SoRcvBuf, rcv / 2);
     }
+
+    private const int SoSndBufForce = 32, SoRcvBufForce = 33;
 
     /// <summary>
     /// Puts <paramref name="replacement"/> where the target's fd was, with what lives on the open file (status

@@ -46,13 +46,100 @@ internal static unsafe class TargetIdentity
     /// </summary>
     internal static int ForeignRoot => t_root - 1;
 
+    // How many calls that can change a task's root or mount namespace the filter has shown us (chroot,
+    // pivot_root, setns, unshare(CLONE_NEWNS): FilterPlan); a task seen in our tree is taken as still there
+    // while this count is unchanged. 0: remembering is off for good (a change we could not follow).
+    private static long s_rootChanges = 1;
+
+    /// <summary>The count of root and mount namespace changes seen so far; 0 when nothing may be remembered.</summary>
+    internal static long RootChanges => Volatile.Read(ref s_rootChanges);
+
+    // Trapped changes that may not have been made yet: we see a chroot before it runs, and it runs some time
+    // after our answer. While one is under way, what a look sees may be the tree from before it.
+    private static readonly List<(int Tid, int Pidfd, int Nr)> s_underWay = new();
+
+    /// <summary>
+    /// Thread <paramref name="tid"/> is about to change its root or mount namespace with call <paramref name="nr"/>
+    /// (it waits for our answer): whatever was remembered about any task's tree no longer holds. pivot_root
+    /// moves the root of other tasks too, and threads may share one root, so this forgets for every task.
+    /// </summary>
+    internal static void RootMayChange(int tid, int nr)
+    {
+        // Under way first, counted second: a look that read the count before this cannot miss both.
+        int pidfd = global::Interop.Pidfd.Open(tid, global::Interop.Pidfd.PidfdThread);
+        if (pidfd < 0)
+        {
+            StopRememberingTrees(); // we could not tell when it is done
+            return;
+        }
+        lock (s_underWay) s_underWay.Add((tid, pidfd, nr));
+        long seen = Volatile.Read(ref s_rootChanges);
+        while (seen != 0)
+        {
+            long was = Interlocked.CompareExchange(ref s_rootChanges, seen + 1, seen);
+            if (was == seen) return;
+            seen = was;
+        }
+    }
+
+    /// <summary>
+    /// True when every change trapped so far has been made: its thread has exited, or is in another call
+    /// (/proc/TID/syscall). One that runs in user space (no call to tell) counts as under way.
+    /// </summary>
+    internal static bool NoChangeUnderWay()
+    {
+        lock (s_underWay)
+        {
+            for (int i = s_underWay.Count - 1; i >= 0; i--)
+            {
+                var (tid, pidfd, nr) = s_underWay[i];
+                if (!global::Interop.Socket.Poll(pidfd, 1 /* POLLIN: exited */, 0) && InCall(tid, nr)) continue;
+                close(pidfd);
+                s_underWay.RemoveAt(i);
+            }
+            return s_underWay.Count == 0;
+        }
+    }
+
+    /// <summary>
+    /// True unless /proc/TID/syscall shows thread <paramref name="tid"/> gone, blocked in a call other than
+    /// <paramref name="nr"/>, or stopped outside any call ("-1 ...").
+    /// </summary>
+    private static bool InCall(int tid, int nr)
+    {
+        Span<byte> text = stackalloc byte[64];
+        int n = global::Interop.FileSystem.ReadSmallFile($"/proc/{tid}/syscall", text);
+        if (n == -Errors.ENOENT || n == -Errors.ESRCH) return false;
+        if (n >= 2 && text[0] == (byte)'-' && text[1] == (byte)'1') return false;
+        if (n <= 0 || text[0] is < (byte)'0' or > (byte)'9') return true; // "running", or unreadable: cannot tell
+        int number = 0;
+        foreach (byte c in text[..n])
+        {
+            if (c is < (byte)'0' or > (byte)'9') break;
+            number = number * 10 + (c - '0');
+        }
+        return number == nr;
+    }
+
+    /// <summary>From now on every call looks at the target's tree again.</summary>
+    private static void StopRememberingTrees() => Interlocked.Exchange(ref s_rootChanges, 0);
+
+    /// <summary><see cref="OpenForeignRoot(TargetProcess?, int, out int)"/> looking every time (off the notification threads).</summary>
+    internal static int OpenForeignRoot(int tid, out int root) => OpenForeignRoot(null, tid, out root);
+
     /// <summary>
     /// Opens thread <paramref name="tid"/>'s root when it or its mount namespace differs from ours
     /// (<paramref name="root"/> is -1 when both are ours); 0, or the errno that keeps us from knowing.
     /// </summary>
-    internal static int OpenForeignRoot(int tid, out int root)
+    /// <param name="target">The calling notification thread's cache, which remembers a task seen in our tree
+    /// until a root or namespace change is trapped (<see cref="RootChanges"/>); null looks every time.</param>
+    internal static int OpenForeignRoot(TargetProcess? target, int tid, out int root)
     {
         root = -1;
+        // Read before looking: a change trapped while we look makes what we saw count for nothing.
+        long changes = RootChanges;
+        if (target is not null && target.SeenInOwnTree(tid, changes)) return 0;
+        object? pidfd = changes != 0 && target is not null && NoChangeUnderWay() ? target.BeforeLookingAtTree(tid) : null;
         // The common case, a target that sees our tree, costs two stats and no fd.
         int err = global::Interop.TaskContext.Stat($"/proc/{tid}/root", out ulong device, out ulong inode);
         if (err != 0) return err;
@@ -60,7 +147,11 @@ internal static unsafe class TargetIdentity
         {
             err = global::Interop.TaskContext.NamespaceIs($"/proc/{tid}/ns/mnt", OwnMountNamespace, out bool same);
             if (err != 0) return err;
-            if (same && OwnMountNamespace.Length > 0) return 0;
+            if (same && OwnMountNamespace.Length > 0)
+            {
+                target?.RememberOwnTree(pidfd, changes);
+                return 0;
+            }
         }
         return global::Interop.TaskContext.OpenDirectory($"/proc/{tid}/root", out root, out _, out _);
     }
@@ -117,7 +208,7 @@ internal static unsafe class TargetIdentity
     public static Scope Assume(TargetProcess? target, int tid)
     {
         // Its root first, as ourselves: /proc/TID/root is for those who may ptrace it.
-        if (OpenForeignRoot(tid, out int root) != 0) return Refused;
+        if (OpenForeignRoot(target, tid, out int root) != 0) return Refused;
         var scope = AssumeIds(target, tid);
         if (root < 0) return scope;
         if (scope.Errno != 0)

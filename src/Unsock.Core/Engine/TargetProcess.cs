@@ -10,7 +10,7 @@ namespace Unsock.Core.Engine;
 /// </summary>
 internal sealed class TargetProcess : IDisposable
 {
-    private readonly Dictionary<int, int> _pidfds = new();
+    private readonly Dictionary<int, Pidfd> _pidfds = new();
     private readonly Dictionary<int, int> _fdinfoDirs = new();
     // Open /proc/TID/fdinfo/FD files: each read shows the fd as it is now, and a client tends to get the
     // same fd number for every new socket.
@@ -19,8 +19,28 @@ internal sealed class TargetProcess : IDisposable
     // eating into the fd limit that the swaps themselves need.
     private readonly int _maxCached;
     private bool _threadPidfdsUnsupported;
+    // The pidfd that pidfd_getfd last worked through during the call being handled: its task was alive then,
+    // and the calling thread, blocked in the call, holds its tid, so it is that thread.
+    private Pidfd? _provenCaller;
+    private int _caller;
 
     public TargetProcess(int maxCachedPerKind) => _maxCached = maxCachedPerKind;
+
+    /// <summary>A cached pidfd of one task, and what was learnt about that task through it.</summary>
+    private sealed class Pidfd(int fd)
+    {
+        public int Fd { get; } = fd;
+
+        /// <summary>The <see cref="TargetIdentity.RootChanges"/> at which the task was seen in our root and mount namespace; 0: not seen.</summary>
+        public long OwnTreeAt { get; set; }
+    }
+
+    /// <summary>A new trapped call of thread <paramref name="tid"/> is being handled: what an earlier call proved no longer holds.</summary>
+    public void BeginCall(int tid)
+    {
+        _caller = tid;
+        _provenCaller = null;
+    }
 
     public static int ReadMemory(int pid, ulong address, Span<byte> buffer) => Native.ProcessVm.Read(pid, address, buffer);
 
@@ -32,21 +52,28 @@ internal sealed class TargetProcess : IDisposable
         copy = -1;
         for (int attempt = 0; attempt < 2; attempt++)
         {
-            int pidfd = PidfdFor(tid, attempt > 0);
-            if (pidfd < 0) return -pidfd;
-            int r = Native.Pidfd.GetFd(pidfd, targetFd);
-            if (r >= 0) { copy = r; return 0; }
+            var pidfd = PidfdFor(tid, attempt > 0, out int err);
+            if (pidfd is null) return err;
+            int r = Native.Pidfd.GetFd(pidfd.Fd, targetFd);
+            if (r >= 0)
+            {
+                copy = r;
+                if (tid == _caller) _provenCaller = pidfd;
+                return 0;
+            }
             if (-r != Errors.ESRCH) return -r;
         }
         return Errors.ESRCH;
     }
 
-    private int PidfdFor(int tid, bool reopen)
+    /// <summary>The cached pidfd of <paramref name="tid"/>, opened when missing; null with the errno when it cannot be opened.</summary>
+    private Pidfd? PidfdFor(int tid, bool reopen, out int errno)
     {
-        if (_pidfds.TryGetValue(tid, out int cached))
+        errno = 0;
+        if (_pidfds.TryGetValue(tid, out var cached))
         {
             if (!reopen) return cached;
-            Native.Socket.Close(cached);
+            Native.Socket.Close(cached.Fd);
             _pidfds.Remove(tid);
         }
         int fd = -1;
@@ -60,10 +87,43 @@ internal sealed class TargetProcess : IDisposable
             int tgid = ThreadGroupOf(tid);
             fd = tgid > 0 ? Native.Pidfd.Open(tgid, 0) : -Errors.ESRCH;
         }
-        if (fd < 0) return fd;
+        if (fd < 0)
+        {
+            errno = -fd;
+            return null;
+        }
         if (_pidfds.Count >= _maxCached) Clear();
-        _pidfds[tid] = fd;
-        return fd;
+        var opened = new Pidfd(fd);
+        _pidfds[tid] = opened;
+        return opened;
+    }
+
+    /// <summary>
+    /// True when thread <paramref name="tid"/> was seen in our root and mount namespace at root-change count
+    /// <paramref name="rootChanges"/> (the current one), through a pidfd whose task is the caller still: one that
+    /// pidfd_getfd worked through during this call, or one that has not exited (a tid is reused only after).
+    /// Only thread pidfds tell a thread apart; a process pidfd (kernels before 6.9) never answers true.
+    /// </summary>
+    public bool SeenInOwnTree(int tid, long rootChanges)
+    {
+        if (_threadPidfdsUnsupported || rootChanges <= 0 || !_pidfds.TryGetValue(tid, out var pidfd) || pidfd.OwnTreeAt != rootChanges)
+            return false;
+        if (ReferenceEquals(pidfd, _provenCaller)) return true;
+        return !Native.Socket.Poll(pidfd.Fd, 1 /* POLLIN: the task has exited */, 0);
+    }
+
+    /// <summary>
+    /// The pidfd of <paramref name="tid"/> before its tree is looked at, so that what is seen is remembered on a
+    /// pidfd opened first (whose task, when it is still alive later, is the one that was looked at); null when
+    /// nothing can be remembered.
+    /// </summary>
+    public object? BeforeLookingAtTree(int tid) =>
+        _threadPidfdsUnsupported ? null : PidfdFor(tid, reopen: false, out _);
+
+    /// <summary>Remembers that the task of <paramref name="token"/> (from <see cref="BeforeLookingAtTree"/>) sees our tree at <paramref name="rootChanges"/>.</summary>
+    public void RememberOwnTree(object? token, long rootChanges)
+    {
+        if (token is Pidfd pidfd && !_threadPidfdsUnsupported) pidfd.OwnTreeAt = rootChanges;
     }
 
     /// <summary>The target's FD_CLOEXEC for <paramref name="fd"/>; our pidfd_getfd copy always has it set.</summary>
@@ -104,8 +164,8 @@ internal sealed class TargetProcess : IDisposable
     public bool TryGetFsIds(int tid, out uint uid, out uint gid)
     {
         uid = gid = 0;
-        int pidfd = PidfdFor(tid, reopen: false);
-        return pidfd >= 0 && !_threadPidfdsUnsupported && Native.Pidfd.TryGetFsIds(pidfd, out uid, out gid);
+        var pidfd = PidfdFor(tid, reopen: false, out _);
+        return pidfd is not null && !_threadPidfdsUnsupported && Native.Pidfd.TryGetFsIds(pidfd.Fd, out uid, out gid);
     }
 
     /// <summary>Parses the octal "flags:" of "pos:\t0\nflags:\t02000002\n...".</summary>
@@ -203,11 +263,11 @@ internal sealed class TargetProcess : IDisposable
     {
         List<int>? dead = null;
         foreach (var (tid, pidfd) in _pidfds)
-            if (Native.Socket.Poll(pidfd, 1 /* POLLIN */, 0)) (dead ??= new()).Add(tid);
+            if (Native.Socket.Poll(pidfd.Fd, 1 /* POLLIN */, 0)) (dead ??= new()).Add(tid);
         if (dead is null) return;
         foreach (int tid in dead)
         {
-            Native.Socket.Close(_pidfds[tid]);
+            Native.Socket.Close(_pidfds[tid].Fd);
             _pidfds.Remove(tid);
             if (_fdinfoDirs.Remove(tid, out int dir)) Native.Socket.Close(dir);
         }
@@ -224,11 +284,16 @@ internal sealed class TargetProcess : IDisposable
         fds.Clear();
     }
 
-    private void Clear() => CloseAll(_pidfds);
+    private void Clear()
+    {
+        foreach (var pidfd in _pidfds.Values) Native.Socket.Close(pidfd.Fd);
+        _pidfds.Clear();
+        _provenCaller = null;
+    }
 
     public void Dispose()
     {
-        CloseAll(_pidfds);
+        Clear();
         CloseAll(_fdinfoDirs);
         CloseAll(_fdinfoFiles);
     }

@@ -4,6 +4,10 @@ namespace Unsock.Core.Filter;
 public static class Syscalls
 {
     public const int GetPid = 39;
+    public const int PivotRoot = 155;
+    public const int Chroot = 161;
+    public const int Unshare = 272;
+    public const int SetNs = 308;
     public const int Socket = 41;
     public const int Connect = 42;
     public const int Accept = 43;
@@ -32,7 +36,8 @@ public static class Syscalls
         GetSockName => "getsockname", GetPeerName => "getpeername", SetSockOpt => "setsockopt",
         GetSockOpt => "getsockopt", Accept4 => "accept4", IoUringSetup => "io_uring_setup", SendTo => "sendto",
         SendMsg => "sendmsg", SendMmsg => "sendmmsg", RecvFrom => "recvfrom", RecvMsg => "recvmsg",
-        RecvMmsg => "recvmmsg", _ => $"syscall {nr}",
+        RecvMmsg => "recvmmsg", PivotRoot => "pivot_root", Chroot => "chroot", Unshare => "unshare", SetNs => "setns",
+        _ => $"syscall {nr}",
     };
 }
 

@@ -172,4 +172,33 @@ public class TargetIdentityTests
         foreach (int cap in caps) data[0] &= ~(1u << cap);
         Assert.Equal(0, Tmds.Linux.LibC.syscall((int)SysCapset, header, data));
     }
+    [Fact]
+    public void ATreeSeenWhileAChangeIsUnderWayIsNotRememberedAndOneSeenBeforeIsForgotten()
+    {
+        // A sleeping child stands for a target: it sees our tree, and sits in clock_nanosleep (230), which stands for a
+        // trapped chroot that has not run yet. The engine's thread cache is a TargetProcess.
+        const int Nanosleep = 230;
+        using var child = Process.Start("sleep", "30")!;
+        using var target = new TargetProcess(16);
+        try
+        {
+            Assert.True(Unsock.Tests.Integration.Wait.Until(() => File.ReadAllText($"/proc/{child.Id}/syscall").StartsWith($"{Nanosleep} "), TimeSpan.FromSeconds(10)));
+            Assert.Equal(0, TargetIdentity.OpenForeignRoot(target, child.Id, out int root));
+            Assert.Equal(-1, root);
+            Assert.True(target.SeenInOwnTree(child.Id, TargetIdentity.RootChanges), "a target seen in our tree is remembered");
+
+            TargetIdentity.RootMayChange(child.Id, Nanosleep);
+            Assert.False(target.SeenInOwnTree(child.Id, TargetIdentity.RootChanges), "what was seen before a change is forgotten");
+            Assert.False(TargetIdentity.NoChangeUnderWay());
+            Assert.Equal(0, TargetIdentity.OpenForeignRoot(target, child.Id, out root));
+            Assert.False(target.SeenInOwnTree(child.Id, TargetIdentity.RootChanges), "a look while the change may still run is not remembered");
+        }
+        finally
+        {
+            child.Kill();
+            child.WaitForExit();
+        }
+        // Its thread is gone: the change is over, and later looks count again.
+        Assert.True(TargetIdentity.NoChangeUnderWay());
+    }
 }

@@ -219,4 +219,42 @@ public class MountNamespaceTests : IntegrationTest
                 if (Directory.Exists(link)) Directory.Delete(link, recursive: true);
         }
     }
+
+    /// <summary>Connects twice, chroots, connects again and listens until /done: each connect sends ping and says what came back.</summary>
+    private const string ConnectChrootConnect = """
+        import errno, os, socket, sys, time
+        port, newroot, bound = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+        def attempt():
+            try:
+                c = socket.socket(); c.connect(('127.0.0.1', port)); c.sendall(b'ping'); return c.recv(100).decode()
+            except OSError as e: return errno.errorcode.get(e.errno, str(e.errno))
+        print('before', attempt(), flush=True)
+        print('again', attempt(), flush=True)
+        os.chroot(newroot); os.chdir('/')
+        print('after chroot', attempt(), flush=True)
+        s = socket.socket(); s.bind(('127.0.0.1', bound)); s.listen(); print('bound', flush=True)
+        while not os.path.exists('/done'): time.sleep(0.02)
+        """;
+
+    [Fact]
+    public void TargetThatChrootsAfterItsTreeWasLookedAtHasItsNextPathsResolvedInItsNewRoot()
+    {
+        // The engine remembers that a task sees our tree; the chroot it sees coming must make it look again.
+        NeedsRoot();
+        using var dir = new TempDir();
+        string policy = Policies.Loopback(dir);
+        const int port = 7481, bound = 7482;
+        using var server = new RunningProgram(Launcher.Path, ["--policy", policy, "--", Py, Probe, "serve-threaded", "127.0.0.1", $"{port}"]);
+        Wait.ForListener(dir[$"socks/{port}.sock"], server);
+        // Its new root has the socket directory's path, empty.
+        string newRoot = dir["newroot"];
+        Directory.CreateDirectory(newRoot + dir["socks"]);
+        using var p = new RunningProgram(Launcher.Path, ["--policy", policy, "--", Py, "-c", ConnectChrootConnect, $"{port}", newRoot, $"{bound}"]);
+        Assert.True(Wait.Until(() => p.Stdout.Contains("bound") || p.HasExited, Long), p.Describe());
+        Assert.Equal("before ping\nagain ping\nafter chroot ECONNREFUSED\nbound\n", p.Stdout);
+        Assert.True(File.Exists(newRoot + dir[$"socks/{bound}.sock"]), $"the socket file is not in its new root: {p.Describe()}");
+        Assert.False(File.Exists(dir[$"socks/{bound}.sock"]), "the socket file was made in the supervisor's tree");
+        File.WriteAllText(newRoot + "/done", "");
+        Assert.True(0 == p.WaitForExit(Long), p.Describe());
+    }
 }

@@ -124,6 +124,53 @@ public class RedirectTests : IntegrationTest
         Assert.True(r.GetProperty("inheritable_kept").GetBoolean());
     }
 
+    /// <summary>Sets SOL_SOCKET options on one socket before connect and none on another; prints what each reports after.</summary>
+    private const string OptionsBeforeConnect = """
+        import json, socket, sys
+        port, sndbuf = int(sys.argv[1]), int(sys.argv[2])
+        def report(s):
+            g = lambda o: s.getsockopt(socket.SOL_SOCKET, o)
+            return {"domain": g(socket.SO_DOMAIN), "sndbuf": g(socket.SO_SNDBUF), "rcvbuf": g(socket.SO_RCVBUF),
+                    "priority": g(socket.SO_PRIORITY), "rcvlowat": g(socket.SO_RCVLOWAT), "oobinline": g(socket.SO_OOBINLINE)}
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY, 3)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 2)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
+        s.connect(('127.0.0.1', port))
+        plain = socket.socket(); plain.connect(('127.0.0.1', port))
+        native = socket.socket(socket.AF_UNIX)
+        print(json.dumps({"set": report(s), "plain": report(plain), "unix": report(native)}))
+        """;
+
+    [Fact]
+    public void SocketOptionsSetBeforeConnectHoldOnTheSwappedSocketAndOthersKeepTheirDefaults()
+    {
+        using var dir = new TempDir();
+        string policy = Policies.Loopback(dir);
+        using var server = StartEchoServer(dir, policy, 9210);
+        // Half of TCP's default send buffer: the kernel doubles it to exactly the default, which the swap once took
+        // for "never set" and left the Unix socket's own (larger) buffer in its place.
+        int tcpDefault = int.Parse(File.ReadAllText("/proc/sys/net/ipv4/tcp_wmem").Split((char[])['\t', ' '], StringSplitOptions.RemoveEmptyEntries)[1]);
+        using var client = Launch(policy, Py, "-c", OptionsBeforeConnect, "9210", $"{tcpDefault / 2}");
+        Assert.True(0 == client.WaitForExit(Long), client.Describe());
+        var r = JsonDocument.Parse(client.Stdout).RootElement;
+        var set = r.GetProperty("set");
+        Assert.Equal(2, set.GetProperty("domain").GetInt32());
+        Assert.Equal(tcpDefault, set.GetProperty("sndbuf").GetInt32());
+        Assert.Equal(8192, set.GetProperty("rcvbuf").GetInt32());
+        Assert.Equal(3, set.GetProperty("priority").GetInt32());
+        Assert.Equal(2, set.GetProperty("rcvlowat").GetInt32());
+        Assert.Equal(1, set.GetProperty("oobinline").GetInt32());
+        // Nothing set: the swapped socket keeps a Unix socket's defaults, as a fresh one has them.
+        var plain = r.GetProperty("plain");
+        var unix = r.GetProperty("unix");
+        Assert.Equal(2, plain.GetProperty("domain").GetInt32());
+        foreach (var name in new[] { "sndbuf", "rcvbuf", "priority", "rcvlowat", "oobinline" })
+            Assert.True(unix.GetProperty(name).GetInt32() == plain.GetProperty(name).GetInt32(), $"{name}: {client.Stdout}");
+    }
+
     [Fact]
     public void Ipv6ProgramsAreRedirectedAndSeeIpv6Addresses()
     {
