@@ -175,9 +175,13 @@ internal sealed partial class TargetKeeper
             var registration = new Registration(number, policy, kept1.PolicyLabel, kept1.PolicyName, caller, kept1.User, kept1.Command,
                 kept1.PolicyText, kept1.PolicySource);
             var unanswered = _left.Where(c => c.Key == number).Select(c => c.Request).ToList();
+            // From now on the file describes a running supervisor: an unclean exit must not pass for a handover.
+            bool handedOver = kept1.Complete;
+            kept1.Complete = false;
+            Save(kept1);
             adopted.Add(new Readoption(registration, p.Fd, state, unanswered));
             Log.Readopted(_log, number, kept1.Pid, kept1.PolicyLabel, state?.Sockets.Count ?? 0, state?.Files.Count ?? 0, unanswered.Count,
-                kept1.Complete ? "handed over" : "after an unclean exit: only socket files and listeners were known");
+                handedOver ? "handed over" : "after an unclean exit: only socket files and listeners were known");
         }
         // State files of targets systemd did not pass back (it lost them, or they were removed) are of no use.
         foreach (var file in Directory.EnumerateFiles(_directory, "*.json"))
@@ -284,7 +288,13 @@ internal sealed partial class TargetKeeper
             Pid = r.Caller.Pid, StartTime = StartTimeOf(r.Caller.Pid), Uid = r.Caller.Uid, Gid = r.Caller.Gid, Groups = [.. r.Caller.Groups],
             User = r.User, Command = r.Command?.ToList(), State = state, Complete = complete,
         };
-        string path = StatePath(r.Number);
+        Save(kept);
+    }
+
+    private void Save(KeptTarget kept)
+    {
+        bool complete = kept.Complete;
+        string path = StatePath(kept.Number);
         string temporary = path + ".new";
         try
         {
