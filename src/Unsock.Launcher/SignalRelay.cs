@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using Unsock.Core.Engine;
 
 namespace Unsock.Launcher;
 
@@ -159,20 +160,8 @@ internal sealed unsafe class SignalRelay : IDisposable
         return false;
     }
 
-    /// <summary>The ppid field of /proc/PID/stat (the fourth, after the command name in parentheses), or 0 if the process is gone.</summary>
-    private static int ParentOf(int pid)
-    {
-        string stat;
-        try { stat = File.ReadAllText($"/proc/{pid}/stat"); }
-        catch (IOException) { return 0; }
-        catch (UnauthorizedAccessException) { return 0; }
-        var fields = stat.AsSpan(stat.LastIndexOf(')') + 1).Trim();
-        int space = fields.IndexOf(' ');
-        if (space < 0) return 0;
-        fields = fields[(space + 1)..];
-        int end = fields.IndexOf(' ');
-        return int.TryParse(end < 0 ? fields : fields[..end], out int ppid) ? ppid : 0;
-    }
+    /// <summary>The ppid field of /proc/PID/stat (the fourth), or 0 if the process is gone.</summary>
+    private static int ParentOf(int pid) => (int)ProcStat.Field(pid, 4);
 
     /// <summary>
     /// Without a child, the signals take effect as they would have without us (a TERM during --print-policy ends

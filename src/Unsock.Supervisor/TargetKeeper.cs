@@ -336,21 +336,8 @@ internal sealed partial class TargetKeeper
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 
-    /// <summary>Field 22 of /proc/PID/stat; 0 when the process is gone.</summary>
-    internal static ulong StartTimeOf(int pid)
-    {
-        try
-        {
-            string stat = File.ReadAllText($"/proc/{pid}/stat");
-            // The command (field 2) may hold spaces and parentheses: count from the last ')'.
-            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            return fields.Length > 19 && ulong.TryParse(fields[19], NumberStyles.None, CultureInfo.InvariantCulture, out ulong t) ? t : 0;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return 0;
-        }
-    }
+    /// <summary>Field 22 of /proc/PID/stat (starttime); 0 when the process is gone.</summary>
+    internal static ulong StartTimeOf(int pid) => ProcStat.Field(pid, 22);
 
     private static partial class Log
     {
