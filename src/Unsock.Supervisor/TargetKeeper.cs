@@ -120,6 +120,7 @@ internal sealed partial class TargetKeeper
         }
         var seen = new HashSet<long>();
         var doubled = new HashSet<long>();
+        var leftByTarget = _left.ToLookup(c => c.Key, c => c.Request);
         foreach (var p in kept)
         {
             string name = p.Name!;
@@ -148,8 +149,8 @@ internal sealed partial class TargetKeeper
                 Drop(p.Fd, name, number, "its programs exited while no supervisor ran");
                 continue;
             }
-            var kept1 = Read(number, out string? problem);
-            if (kept1 is null)
+            var record = Read(number, out string? problem);
+            if (record is null)
             {
                 Drop(p.Fd, name, number, problem!);
                 continue;
@@ -157,39 +158,40 @@ internal sealed partial class TargetKeeper
             Policy policy;
             try
             {
-                policy = Policy.Parse(kept1.PolicyText, kept1.PolicySource);
+                policy = Policy.Parse(record.PolicyText, record.PolicySource);
             }
             catch (PolicyException e)
             {
                 Drop(p.Fd, name, number, $"its policy no longer parses: {e.Message}");
                 continue;
             }
-            var state = kept1.State;
+            var state = record.State;
             // Files are checked again in the target's root: only while the pid is still the same process.
-            if (state is not null && StartTimeOf(kept1.Pid) != kept1.StartTime)
+            if (state is not null && StartTimeOf(record.Pid) != record.StartTime)
             {
-                Log.MainProcessGone(_log, number, kept1.Pid, state.Files.Count);
+                Log.MainProcessGone(_log, number, record.Pid, state.Files.Count);
                 state.Files.Clear();
             }
-            var caller = new Caller(kept1.Pid, kept1.Uid, kept1.Gid, kept1.Groups);
-            var registration = new Registration(number, policy, kept1.PolicyLabel, kept1.PolicyName, caller, kept1.User, kept1.Command,
-                kept1.PolicyText, kept1.PolicySource);
-            var unanswered = _left.Where(c => c.Key == number).Select(c => c.Request).ToList();
+            var caller = new Caller(record.Pid, record.Uid, record.Gid, record.Groups);
+            var registration = new Registration(number, policy, record.PolicyLabel, record.PolicyName, caller, record.User, record.Command,
+                record.PolicyText, record.PolicySource);
+            var unanswered = leftByTarget[number].ToList();
             // From now on the file describes a running supervisor: an unclean exit must not pass for a handover.
-            bool handedOver = kept1.Complete;
-            kept1.Complete = false;
-            Save(kept1);
+            bool handedOver = record.Complete;
+            record.Complete = false;
+            Save(record);
             adopted.Add(new Readoption(registration, p.Fd, state, unanswered));
-            Log.Readopted(_log, number, kept1.Pid, kept1.PolicyLabel, state?.Sockets.Count ?? 0, state?.Files.Count ?? 0, unanswered.Count,
+            Log.Readopted(_log, number, record.Pid, record.PolicyLabel, state?.Sockets.Count ?? 0, state?.Files.Count ?? 0, unanswered.Count,
                 handedOver ? "handed over" : "after an unclean exit: only socket files and listeners were known");
         }
         // State files of targets systemd did not pass back (it lost them, or they were removed) are of no use.
+        var served = adopted.Select(a => a.Registration.Number).ToHashSet();
         foreach (var file in Directory.EnumerateFiles(_directory, "*.json"))
         {
             if (long.TryParse(Path.GetFileNameWithoutExtension(file), NumberStyles.None, CultureInfo.InvariantCulture, out long n))
             {
                 highestNumber = Math.Max(highestNumber, n);
-                if (!adopted.Any(a => a.Registration.Number == n)) TryDelete(file);
+                if (!served.Contains(n)) TryDelete(file);
             }
         }
         foreach (var a in adopted.Where(a => doubled.Contains(a.Registration.Number)))
