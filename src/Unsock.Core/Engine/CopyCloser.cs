@@ -30,10 +30,13 @@ internal static class CopyCloser
     private static readonly Queue<Owner> Ready = new();
     private static readonly ConditionalWeakTable<ListenerAttachment, Owner> Owners = new();
     private static readonly List<Closer> Closers = new();
-    // Waiting closers: all (_idle), and those asleep until woken (_sleeping); the others look for work every millisecond
-    // for LingerRounds rounds after their last close.
-    private static int _working, _idle, _sleeping, _stuck;
-    private const int LingerRounds = 50;
+    // Waiting closers (_idle). One of them at most lingers: it looks for work every LingerMs for LingerRounds rounds after
+    // its last close, so that under load closes go in batches without a wake-up each (a wake-up cost as much as a
+    // getsockname's whole round trip). The others sleep until woken. Lingering every millisecond, two closers cost 20 us
+    // of CPU per short connection (bench, 5000 connections/s); a batch every 4 ms by one, about 1 us.
+    private static int _working, _idle, _stuck;
+    private static Closer? _lingering;
+    private const int LingerMs = 4, LingerRounds = 12;
 
     private sealed class Owner
     {
@@ -67,9 +70,8 @@ internal static class CopyCloser
             {
                 owner.Queued = true;
                 Ready.Enqueue(owner);
-                // A closer that just finished looks again within a millisecond by itself: only a sleeping one is woken.
-                // Under load no close costs a wake-up (each one nearly doubled the cost of a getsockname).
-                if (_idle > 0 && _idle == _sleeping) Monitor.Pulse(Gate);
+                // A lingering closer looks again within LingerMs by itself: a sleeping one is woken only when none lingers.
+                if (_idle > 0 && _lingering is null) Monitor.Pulse(Gate);
             }
             // All closers start with the first close (a thread count that does not change under load), and a
             // given-up one is replaced when work waits.
@@ -144,11 +146,17 @@ internal static class CopyCloser
                 _idle++;
                 for (int looked = 0; Ready.Count == 0; looked++)
                 {
-                    if (looked < LingerRounds) { Monitor.Wait(Gate, 1); continue; }
-                    _sleeping++;
+                    if (looked < LingerRounds && (_lingering is null || _lingering == self))
+                    {
+                        _lingering = self;
+                        Monitor.Wait(Gate, LingerMs);
+                        continue;
+                    }
+                    if (_lingering == self) _lingering = null;
                     Monitor.Wait(Gate);
-                    _sleeping--;
+                    looked = 0;
                 }
+                if (_lingering == self) _lingering = null;
                 _idle--;
                 owner = Ready.Dequeue();
                 owner.Queued = false;
