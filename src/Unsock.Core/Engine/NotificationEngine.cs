@@ -26,9 +26,12 @@ public sealed unsafe partial class NotificationEngine : IDisposable
     private const int PollListenerLimit = 8;
     private const short PollIn = 0x1, PollHangUp = 0x8 | 0x10 | 0x20; // POLLERR | POLLHUP | POLLNVAL
 
-    // A holder busy with one call for StuckMicroseconds loses the receiving role to the deputy; the deputy's timer
-    // runs WatchMicroseconds from the last arming, which the holder renews once StuckMicroseconds have passed.
-    private const long StuckMicroseconds = 1000, WatchMicroseconds = 2 * StuckMicroseconds;
+    // A holder busy with one call for StuckMicroseconds loses the receiving role to the deputy. The holder sets the
+    // deputy's timer to that at the start of every call: calls that follow each other closely push it on, so it fires
+    // only after a call that lasted that long or after the last call before a pause. Armed at most once a millisecond
+    // to fire two later, it woke the deputy for nothing about once per millisecond under load (10 us of CPU per
+    // short connection at 3000/s); a timerfd_settime per call costs a fifth of that.
+    private const long StuckMicroseconds = 1000;
 
     private readonly EngineOptions _options;
     private readonly object _attachLock = new();
@@ -45,6 +48,8 @@ public sealed unsafe partial class NotificationEngine : IDisposable
         public Redirector? Handler;
         /// <summary>Handling a call with the receiving role kept (no other call waited when it came).</summary>
         public bool Kept;
+        /// <summary>Whether it still held the role when its kept call was answered (see <see cref="EndKept"/>).</summary>
+        public bool HeldAfter;
         /// <summary>Its slot in the <see cref="CallJournal"/>, for the call in hand; -1 without one.</summary>
         public int Slot = -1;
     }
@@ -60,7 +65,7 @@ public sealed unsafe partial class NotificationEngine : IDisposable
     private long _roleChanges;
     private int _idleFollowers;
     private bool _receiverBusy, _noMoreWorkers;
-    private long _busySince, _armedAt;
+    private long _busySince;
 
     private int _nextId, _rotation;
     private volatile bool _stopping;
@@ -244,8 +249,8 @@ public sealed unsafe partial class NotificationEngine : IDisposable
     }
 
     /// <summary>
-    /// Receives and answers for as long as this thread holds the role: a call is answered with the role kept
-    /// when no other one waits, and after handing the role over when one does. Returns once the role is gone.
+    /// Receives and answers for as long as this thread holds the role: a call is handled with the role kept
+    /// until it is about to wait for its target while another call waits. Returns once the role is gone.
     /// </summary>
     private void ReceiveWhileHolding(Worker worker)
     {
@@ -258,22 +263,15 @@ public sealed unsafe partial class NotificationEngine : IDisposable
             }
             var attachment = ReceiveNext(out var request);
             if (attachment is null) continue;
-            if (AnotherPending())
-            {
-                HandOver(worker);
-                Handle(worker, attachment, request);
-                return;
-            }
+            // No look for another waiting call here (a poll per call): the handler looks before it waits for the
+            // target (BeforeWaitingOnTarget, the one wait a call makes), and the deputy takes over from a call that
+            // takes long for any other reason.
             BeginBusy();
-            bool kept;
             worker.Kept = true;
+            worker.HeldAfter = false;
             try { Handle(worker, attachment, request); }
-            finally
-            {
-                worker.Kept = false;
-                kept = EndBusy(worker);
-            }
-            if (!kept) return;
+            finally { EndKept(worker); }
+            if (!worker.HeldAfter) return;
         }
     }
 
@@ -313,6 +311,7 @@ public sealed unsafe partial class NotificationEngine : IDisposable
         ulong drained;
         while (true)
         {
+            long busy;
             fds[0] = new pollfd { fd = _watchFd, events = PollIn };
             fds[1] = new pollfd { fd = _deputyFd, events = PollIn };
             poll(fds, 2, -1);
@@ -332,7 +331,7 @@ public sealed unsafe partial class NotificationEngine : IDisposable
                     return true;
                 }
                 if (!_receiverBusy) continue;
-                long busy = (long)Stopwatch.GetElapsedTime(_busySince).TotalMicroseconds;
+                busy = (long)Stopwatch.GetElapsedTime(_busySince).TotalMicroseconds;
                 if (busy >= StuckMicroseconds)
                 {
                     // The holder carries on with its call and comes back as a follower.
@@ -341,9 +340,9 @@ public sealed unsafe partial class NotificationEngine : IDisposable
                     _deputy = null;
                     return true;
                 }
-                _armedAt = Stopwatch.GetTimestamp();
             }
-            global::Interop.Timer.Arm(_watchFd, WatchMicroseconds);
+            // Woken early (a call began since the timer was set, and its own setting was overtaken): the rest of its time.
+            global::Interop.Timer.Arm(_watchFd, Math.Max(StuckMicroseconds - busy, 50));
         }
     }
 
@@ -379,20 +378,28 @@ public sealed unsafe partial class NotificationEngine : IDisposable
         get { lock (_roleLock) return _workers.Count; }
     }
 
-    /// <summary>The holder starts on a call with the role kept: the deputy is told to watch (a timer, armed at most every StuckMicroseconds).</summary>
+    /// <summary>The holder starts on a call with the role kept: the deputy's timer is set to fire if the call lasts StuckMicroseconds.</summary>
     private void BeginBusy()
     {
-        bool arm;
         lock (_roleLock)
         {
-            long now = Stopwatch.GetTimestamp();
             _receiverBusy = true;
-            _busySince = now;
+            _busySince = Stopwatch.GetTimestamp();
             if (_deputy is null) CallForDeputy();
-            arm = Stopwatch.GetElapsedTime(_armedAt, now).TotalMicroseconds >= StuckMicroseconds;
-            if (arm) _armedAt = now;
         }
-        if (arm) global::Interop.Timer.Arm(_watchFd, WatchMicroseconds);
+        global::Interop.Timer.Arm(_watchFd, StuckMicroseconds);
+    }
+
+    /// <summary>
+    /// A kept call is over as far as stalls go: called just before its answer, not after. With SYNC_WAKE_UP the answer
+    /// runs the program on this CPU at once; a holder still marked busy while the program runs its next request lost
+    /// the role to the deputy after a millisecond (every few calls under load: threads alternated, each cache-cold).
+    /// </summary>
+    private void EndKept(Worker worker)
+    {
+        if (!worker.Kept) return;
+        worker.Kept = false;
+        worker.HeldAfter = EndBusy(worker);
     }
 
     /// <summary>True when this thread still holds the role after its call (the deputy may have taken it meanwhile).</summary>
@@ -587,6 +594,7 @@ public sealed unsafe partial class NotificationEngine : IDisposable
             Log.InternalError(e, request.Pid, Syscalls.Name(request.Nr));
             outcome = Outcome.Fail(Errors.EIO);
         }
+        EndKept(worker);
         Send(attachment, request, outcome, start);
         // Answered, or parked (the poller's slot has it now).
         journal?.Clear(worker.Slot);

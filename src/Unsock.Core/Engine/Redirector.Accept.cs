@@ -84,6 +84,7 @@ internal sealed partial class Redirector
             Keep(listener, accepted);
             return Outcome.Fail(err);
         }
+        _engine.BeforeWaitingOnTarget();
         err = _listener.InstallAndAnswer(r.Id, accepted, (flags & Sock.SockCloexec) != 0, out _);
         if (err != 0)
         {
