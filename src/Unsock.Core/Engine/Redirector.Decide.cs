@@ -75,7 +75,7 @@ internal sealed partial class Redirector
 
         int err = _target.CopyFd(r.Pid, (int)r.A0, out copy);
         if (err != 0) return Outcome.Fail(err);
-        err = ReadFacts(copy, out facts);
+        err = ReadFacts(copy, out facts, tcpFirst: true);
         if (err == Errors.ENOTSOCK || err == Errors.ENOPROTOOPT) return Closing(copy, Outcome.Fail(Errors.ENOTSOCK));
         if (err != 0) return Closing(copy, Outcome.Fail(err));
         // A socket that is not AF_INET/AF_INET6 (the program's own AF_UNIX, netlink..., or one we swapped in)
@@ -122,7 +122,7 @@ internal sealed partial class Redirector
         {
             // UDP becomes an AF_UNIX datagram socket: connect here, bind by the caller as for TCP (Redirector.Datagram.cs).
             if (direction == RuleDirection.Connect) return ConnectDatagram(r, copy, endpoint, facts, matched!);
-            if (!IsFresh(copy, direction))
+            if (!IsFresh(copy, direction, facts))
                 return guarded ? CarryOut(r, direction, copy, sa, facts, endpoint, fastOpen) : Closing(copy, Outcome.Continue);
             rule = matched;
             return null;
@@ -134,7 +134,7 @@ internal sealed partial class Redirector
         }
         // A TCP socket that is already bound (bind) or connecting/connected (connect) cannot be swapped:
         // the kernel's answer (EINVAL, EALREADY, EISCONN) comes from the socket itself.
-        if (!IsFresh(copy, direction))
+        if (!IsFresh(copy, direction, facts))
             return guarded ? CarryOut(r, direction, copy, sa, facts, endpoint, fastOpen) : Closing(copy, Outcome.Continue);
         rule = matched;
         return null;
@@ -179,17 +179,16 @@ internal sealed partial class Redirector
     }
 
     /// <summary>True when a TCP socket can still take its first bind (no port yet) or connect (closed state).</summary>
-    private static bool IsFresh(int copy, RuleDirection direction)
+    private static bool IsFresh(int copy, RuleDirection direction, in SocketFacts facts)
     {
-        Span<byte> buf = stackalloc byte[InetEndpoint.SockAddrIn6Size];
         if (direction == RuleDirection.Bind)
         {
+            Span<byte> buf = stackalloc byte[InetEndpoint.SockAddrIn6Size];
             int len = Sock.GetName(copy, buf);
             return len < 4 || BinaryPrimitives.ReadUInt16BigEndian(buf[2..]) == 0;
         }
-        // tcp_info starts with tcpi_state; TCP_CLOSE (7) is the only state a connect may start from.
-        int n = Sock.GetRaw(copy, Sock.SolTcp, TcpInfo, buf[..1]);
-        return n < 1 || buf[0] == 7;
+        // tcp_info starts with tcpi_state (read with the facts); TCP_CLOSE (7) is the only state a connect may start from.
+        return facts.TcpState < 0 || facts.TcpState == 7;
     }
 
     private Outcome Closing(int fd, Outcome outcome)
