@@ -149,15 +149,15 @@ internal static class EpollTransfer
     /// move (the common case of a program without epoll; <paramref name="note"/> may say why not), else a job
     /// that a mover has taken on. Never waits for the program.
     /// </summary>
-    public static Job? Start(Owner owner, int tid, int fd, int oldCopy, int replacement, out string? note)
+    /// <param name="fdCount">How many fds the task's table holds now (<see cref="TargetProcess.OpenFdCount"/>).</param>
+    public static Job? Start(Owner owner, int tid, int fd, int oldCopy, int replacement, int fdCount, out string? note)
     {
         note = null;
         if (_unavailable is not null) return null;
         if (owner.GivenUp is { } why) { note = why; return null; }
         if (owner.Stuck) { note = "not checked: a move for this program still waits for its epoll set"; return null; }
         var known = CachedScan(tid);
-        // stat of /proc/TID/fd counts the task's fds (6.2; 0 before, then only time limits the reuse).
-        int fdCount = OpenFdCount(tid);
+        // The count of the task's fds (6.2; 0 before, then only time limits the reuse).
         if (known is { } k && k.FdCount != fdCount && k.FdCount <= SmallTable) known = null;
         if (known is { EpollFds.Length: 0 }) return null;
         int wake = Native.Epoll.CreateEventFd();
@@ -242,9 +242,6 @@ internal static class EpollTransfer
         lock (CacheGate)
             return EpollFdsOfTask.TryGetValue(tid, out var e) && e.Expires > Environment.TickCount64 ? e : null;
     }
-
-    private static int OpenFdCount(int tid) =>
-        Native.FileSystem.Lstat($"/proc/{tid}/fd", out var st) == 0 ? (int)Math.Min(st.Size, int.MaxValue) : -1;
 
     private static void Remember(int tid, int[] epollFds, int fdCount)
     {

@@ -14,7 +14,8 @@ internal sealed partial class Redirector
     private Outcome AnswerAfterEpollMove(in SyscallRequest r, int targetFd, int oldCopy, int replacement, Outcome swapped,
         Func<Outcome, Outcome>? finish)
     {
-        var job = EpollTransfer.Start(EpollTransfer.For(_attachment), r.Pid, targetFd, oldCopy, replacement, out string? note);
+        var job = EpollTransfer.Start(EpollTransfer.For(_attachment), r.Pid, targetFd, oldCopy, replacement,
+            _target.OpenFdCount(r.Pid), out string? note);
         if (note is not null && _log.Enabled) _log.Decision(r.Pid, "epoll", $"fd {targetFd}", note);
         if (job is null) return finish is null ? swapped : finish(swapped);
         var options = _engine.Options;

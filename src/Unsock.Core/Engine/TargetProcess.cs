@@ -12,6 +12,8 @@ internal sealed class TargetProcess : IDisposable
 {
     private readonly Dictionary<int, Pidfd> _pidfds = new();
     private readonly Dictionary<int, int> _fdinfoDirs = new();
+    // /proc/TID/fd of threads, open: an fstat tells how many fds the table holds without a path walk through /proc.
+    private readonly Dictionary<int, int> _fdDirs = new();
     // Open /proc/TID/fdinfo/FD files: each read shows the fd as it is now, and a client tends to get the
     // same fd number for every new socket.
     private readonly Dictionary<(int Tid, int Fd), int> _fdinfoFiles = new();
@@ -160,6 +162,28 @@ internal sealed class TargetProcess : IDisposable
         return TryParseFlags(buf[..n], out flags);
     }
 
+    /// <summary>
+    /// How many fds thread <paramref name="tid"/>'s table holds: the size of /proc/TID/fd (6.2; 0 before), through a
+    /// directory fd kept per thread. -1 when it cannot be read. A directory of a thread that exited fails (ENOENT) and is
+    /// opened again, for whichever task has the number now.
+    /// </summary>
+    public int OpenFdCount(int tid)
+    {
+        for (int attempt = 0; attempt < 2; attempt++)
+        {
+            if (!_fdDirs.TryGetValue(tid, out int dir))
+            {
+                if (Native.FileSystem.OpenDirectoryPath($"/proc/{tid}/fd", out dir) != 0) return -1;
+                if (_fdDirs.Count >= _maxCached) CloseAll(_fdDirs);
+                _fdDirs[tid] = dir;
+            }
+            if (Native.FileSystem.Fstat(dir, out var st) == 0) return (int)Math.Min(st.Size, int.MaxValue);
+            Native.Socket.Close(dir);
+            _fdDirs.Remove(tid);
+        }
+        return -1;
+    }
+
     /// <summary>The target thread's filesystem uid and gid, from its pidfd where the kernel can tell (6.13).</summary>
     public bool TryGetFsIds(int tid, out uint uid, out uint gid)
     {
@@ -270,6 +294,7 @@ internal sealed class TargetProcess : IDisposable
             Native.Socket.Close(_pidfds[tid].Fd);
             _pidfds.Remove(tid);
             if (_fdinfoDirs.Remove(tid, out int dir)) Native.Socket.Close(dir);
+            if (_fdDirs.Remove(tid, out dir)) Native.Socket.Close(dir);
         }
         foreach (var key in _fdinfoFiles.Keys.Where(k => dead.Contains(k.Tid)).ToList())
         {
@@ -295,6 +320,7 @@ internal sealed class TargetProcess : IDisposable
     {
         Clear();
         CloseAll(_fdinfoDirs);
+        CloseAll(_fdDirs);
         CloseAll(_fdinfoFiles);
     }
 }

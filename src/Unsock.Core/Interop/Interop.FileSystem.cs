@@ -190,6 +190,15 @@ internal static partial class Interop
             fixed (byte* p = Z(name)) return mkdirat(directory, p, (mode_t)mode) < 0 ? errno : 0;
         }
 
+        /// <summary>fstat of an open <paramref name="fd"/>; 0 or errno.</summary>
+        public static int Fstat(int fd, out FileStatus status)
+        {
+            stat st;
+            if (fstat(fd, &st) < 0) { status = default; return errno; }
+            status = new((ulong)st.st_dev, (ulong)st.st_ino, (uint)st.st_mode, (long)st.st_size, (uint)st.st_uid);
+            return 0;
+        }
+
         /// <summary>fstatat(AT_SYMLINK_NOFOLLOW) of entry <paramref name="name"/> of <paramref name="directory"/>; 0 or errno.</summary>
         public static int StatAt(int directory, string name, out FileStatus status)
         {
