@@ -27,7 +27,7 @@ public readonly record struct InetEndpoint(IPAddress Address, int Port)
         ushort family = BinaryPrimitives.ReadUInt16LittleEndian(sockaddr);
         if (family == 2 && sockaddr.Length >= SockAddrInSize)
         {
-            endpoint = new(new IPAddress(sockaddr.Slice(4, 4)), BinaryPrimitives.ReadUInt16BigEndian(sockaddr[2..]));
+            endpoint = new(IPv4(BinaryPrimitives.ReadUInt32LittleEndian(sockaddr[4..])), BinaryPrimitives.ReadUInt16BigEndian(sockaddr[2..]));
             return true;
         }
         if (family == 10 && sockaddr.Length >= SockAddrIn6MinSize)
@@ -37,6 +37,22 @@ public readonly record struct InetEndpoint(IPAddress Address, int Port)
             return true;
         }
         return false;
+    }
+
+    // This thread's last IPv4 addresses (in network order as the sockaddr has them): a supervisor decodes the same few
+    // over and over, one IPAddress object each time otherwise. IPv4 IPAddress objects are never changed by us.
+    [ThreadStatic] private static (uint Bits, IPAddress Address)[]? t_ipv4;
+    [ThreadStatic] private static int t_nextIPv4;
+
+    private static IPAddress IPv4(uint networkOrder)
+    {
+        var cache = t_ipv4 ??= new (uint, IPAddress)[8];
+        foreach (var (bits, address) in cache)
+            if (address is not null && bits == networkOrder) return address;
+        var made = new IPAddress(networkOrder);
+        cache[t_nextIPv4] = (networkOrder, made);
+        t_nextIPv4 = (t_nextIPv4 + 1) % cache.Length;
+        return made;
     }
 
     /// <summary>Writes the sockaddr (16 or 28 bytes) and returns its size.</summary>

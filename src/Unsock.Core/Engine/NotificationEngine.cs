@@ -568,7 +568,23 @@ public sealed unsafe partial class NotificationEngine : IDisposable
         if (_stopping) Wake();
     }
 
+    private long _handledCalls, _handlingAllocated;
+
+    /// <summary>Calls handled by notification threads, and the managed bytes those threads allocated handling them.</summary>
+    internal (long Calls, long Bytes) HandlingAllocations => (Interlocked.Read(ref _handledCalls), Interlocked.Read(ref _handlingAllocated));
+
     private void Handle(Worker worker, ListenerAttachment attachment, in SyscallRequest request)
+    {
+        long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
+        try { HandleCall(worker, attachment, request); }
+        finally
+        {
+            Interlocked.Increment(ref _handledCalls);
+            Interlocked.Add(ref _handlingAllocated, GC.GetAllocatedBytesForCurrentThread() - allocatedBefore);
+        }
+    }
+
+    private void HandleCall(Worker worker, ListenerAttachment attachment, in SyscallRequest request)
     {
         long start = Stopwatch.GetTimestamp();
         var handler = worker.Handler ??= new Redirector(this);

@@ -75,7 +75,7 @@ internal sealed partial class Redirector
         bool ipv6, FileCreator creator, ref bool copyConsumed, out bool inUse)
     {
         inUse = false;
-        string path = rule.ResolvePath(endpoint.MatchAddress, endpoint.Port, ProtocolOf(facts.Type));
+        string path = ResolvePath(rule, endpoint, ProtocolOf(facts.Type));
         string subject = endpoint.ToString();
         string name = Path.GetFileName(path);
         if (name.Length == 0 || name is "." or "..")

@@ -35,7 +35,7 @@ internal sealed partial class Redirector
         {
             using var identity = TargetIdentity.Assume(_target, r.Pid);
             if (identity.Errno != 0) return IdentityRefused(r, endpoint, rule.Index);
-            string path = rule.ResolvePath(endpoint.MatchAddress, endpoint.Port, RuleProtocol.Tcp);
+            string path = ResolvePath(rule, endpoint, RuleProtocol.Tcp);
             var peer = endpoint.InFamily(ipv6);
             var facts = new SocketFacts(Sock.AfInet, Sock.SockStream, nonBlocking);
 
@@ -200,7 +200,7 @@ internal sealed partial class Redirector
         if (endpoint.Address is null) return null;
         var rule = _policy.Match(direction, RuleProtocol.Tcp, endpoint.MatchAddress, endpoint.Port);
         if (rule?.Action is not RedirectAction) return null;
-        string path = rule.ResolvePath(endpoint.MatchAddress, endpoint.Port, RuleProtocol.Tcp);
+        string path = ResolvePath(rule, endpoint, RuleProtocol.Tcp);
         Span<byte> name = stackalloc byte[UnixAddress.MaxSize];
         int length = direction == RuleDirection.Connect ? Sock.GetPeerName(copy, name) : Sock.GetName(copy, name);
         if (length <= 0 || UnixAddress.DecodePath(name[..length]) != path) return null;

@@ -44,7 +44,7 @@ internal sealed partial class Redirector
     private Outcome ConnectDatagram(in SyscallRequest r, int copy, InetEndpoint endpoint, SocketFacts facts, PolicyRule rule)
     {
         bool ipv6 = facts.Domain == Sock.AfInet6;
-        string path = rule.ResolvePath(endpoint.MatchAddress, endpoint.Port, RuleProtocol.Udp);
+        string path = ResolvePath(rule, endpoint, RuleProtocol.Udp);
         int unix = -1;
         try
         {
@@ -209,7 +209,7 @@ internal sealed partial class Redirector
                 if (_log.Enabled) _log.Decision(r.Pid, call, to.ToString(), $"rule {rule.Index} rejects with {reject.Name}");
                 return new(RouteKind.Refused, reject.Errno);
             case RedirectAction:
-                return new(RouteKind.Unix, Path: rule.ResolvePath(to.MatchAddress, to.Port, RuleProtocol.Udp));
+                return new(RouteKind.Unix, Path: ResolvePath(rule, to, RuleProtocol.Udp));
         }
         if (!isOurs) return new(RouteKind.Inet);
         // Our socket is AF_UNIX now: it cannot reach an IP peer.

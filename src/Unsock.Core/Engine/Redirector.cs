@@ -301,6 +301,24 @@ internal sealed partial class Redirector : IDisposable
     /// to a socket of ours. On success the caller closes <paramref name="directoryFd"/> (-1 when none was
     /// needed); on failure nothing is left open.
     /// </summary>
+    // The paths this thread resolved last: a program connects to the same few addresses over and over, and a new
+    // string per call was most of what a connect allocated besides its record.
+    private readonly (PolicyRule Rule, System.Net.IPAddress Address, int Port, RuleProtocol Protocol, string Path)?[] _paths = new (PolicyRule, System.Net.IPAddress, int, RuleProtocol, string)?[8];
+    private int _nextPath;
+
+    /// <summary><see cref="PolicyRule.ResolvePath"/> for a match of <paramref name="rule"/>, from this thread's last answers when it can.</summary>
+    private string ResolvePath(PolicyRule rule, InetEndpoint endpoint, RuleProtocol protocol)
+    {
+        var address = endpoint.MatchAddress;
+        foreach (var cached in _paths)
+            if (cached is { } c && ReferenceEquals(c.Rule, rule) && c.Port == endpoint.Port && c.Protocol == protocol && c.Address.Equals(address))
+                return c.Path;
+        string path = rule.ResolvePath(address, endpoint.Port, protocol);
+        _paths[_nextPath] = (rule, address, endpoint.Port, protocol, path);
+        _nextPath = (_nextPath + 1) % _paths.Length;
+        return path;
+    }
+
     private static int UnixSockAddr(string path, Span<byte> sockaddr, out int size, out int directoryFd, out string sunPath)
     {
         directoryFd = -1;
