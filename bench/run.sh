@@ -10,6 +10,15 @@ dotnet publish "$root/src/Unsock.Launcher" -c Release -o "$out/launcher" --nolog
 dotnet publish "$root/src/Unsock.Supervisor" -c Release -o "$out/supervisor" --nologo -v quiet >&2
 dotnet publish "$root/bench/Unsock.Bench" -c Release -o "$out/bench" --nologo -v quiet >&2
 
+# Scenario 1's floor, a minimal C seccomp supervisor; left out (and said so in the report) without a C compiler.
+reference=()
+if command -v cc >/dev/null; then
+  cc -O2 -Wall -o "$out/minisup" "$root/bench/reference/minisup.c" >&2
+  reference=(--reference-supervisor "$out/minisup")
+else
+  echo "unsock-bench: no C compiler (cc): scenario 1 runs without its floor" >&2
+fi
+
 commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 exec "$out/bench/unsock-bench" drive --launcher "$out/launcher/unsock-launch" --supervisor-bin "$out/supervisor/unsock-supervisor" \
-  --fakesystemd "$root/tests/Unsock.Tests/Programs/fakesystemd.py" --out "$root/docs/benchmarks.md" --commit "$commit" "$@"
+  --fakesystemd "$root/tests/Unsock.Tests/Programs/fakesystemd.py" --out "$root/docs/benchmarks.md" --commit "$commit" "${reference[@]}" "$@"

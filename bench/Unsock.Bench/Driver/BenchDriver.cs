@@ -14,6 +14,8 @@ namespace Unsock.Bench.Driver;
 internal sealed partial class BenchDriver(DriverOptions o)
 {
     public const string Tcp = "tcp", Unix = "unix", Embedded = "embedded", External = "external", Alone = "alone";
+    /// <summary>Scenario 1's floor: the client under bench/reference/minisup (a minimal C supervisor), to the native AF_UNIX server.</summary>
+    public const string Floor = "floor";
 
     /// <summary>How a program is started: as it is, under an embedded launcher, or by a launcher in front of the supervisor service.</summary>
     private enum Launch { None, Embedded, External }
@@ -243,9 +245,15 @@ internal sealed partial class BenchDriver(DriverOptions o)
     private void ShortConnections(NetVariant[] order, int round)
     {
         foreach (int clients in (int[])[1, 8])
-            foreach (var v in order)
+        {
+            string metric = clients == 1 ? "conn_seq" : "conn_8";
+            // The floor runs between the others, at a place that moves from round to round as theirs do.
+            int floorAt = o.ReferenceSupervisor is null ? -1 : round % (order.Length + 1);
+            for (int i = 0; i <= order.Length; i++)
             {
-                string metric = clients == 1 ? "conn_seq" : "conn_8";
+                if (i == floorAt) ShortConnectionsOfFloor(metric, clients, round);
+                if (i == order.Length) break;
+                var v = order[i];
                 var output = RunBench(v.Launch, "conn", v.Address, "--clients", $"{clients}", "--seconds", Invariant(o.Seconds), "--cpu-of", CpuWatched(v));
                 _m.Add(metric, v.Key, round, ChildProcess.Value(output, "conn_per_s"));
                 // CPU per connection over the timed part: client, server and the supervision: embedded, both launchers;
@@ -260,6 +268,22 @@ internal sealed partial class BenchDriver(DriverOptions o)
                 _m.Add($"{metric}_cpu_us", v.Key, round, client + server + supervisors);
                 if (v.Redirected) _m.Add($"{metric}_supervisor_cpu_us", v.Key, round, supervisors);
             }
+        }
+    }
+
+    /// <summary>
+    /// The client under the minimal C supervisor, which swaps each of its connects to a TCP address for a connect to the
+    /// native AF_UNIX server: what a seccomp swap costs at the least, on this machine, in this run.
+    /// </summary>
+    private void ShortConnectionsOfFloor(string metric, int clients, int round)
+    {
+        string serverPid = File.ReadAllText(_serveServers[$"unix:{UnixServer}"].ReadyFile).Trim();
+        var output = ChildProcess.Run(o.ReferenceSupervisor!, [UnixServer, o.Bench, "conn", $"tcp:127.0.0.1:{TcpServerPort}", "--clients", $"{clients}",
+            "--seconds", Invariant(o.Seconds), "--cpu-of", $"server={serverPid},supervisor=parent"]);
+        _m.Add(metric, Floor, round, ChildProcess.Value(output, "conn_per_s"));
+        double supervisor = ChildProcess.Value(output, "cpu_supervisor_us");
+        _m.Add($"{metric}_cpu_us", Floor, round, ChildProcess.Value(output, "cpu_client_us") + ChildProcess.Value(output, "cpu_server_us") + supervisor);
+        _m.Add($"{metric}_supervisor_cpu_us", Floor, round, supervisor);
     }
 
     /// <summary>

@@ -5,7 +5,7 @@ internal sealed record DriverOptions(
     string Bench, string Launcher, string SupervisorBin, string Output, string Work, int Rounds, string? Commit,
     double Seconds, int PingPongCount, int SpawnCount, int GetpidCount, int PipeCount,
     int RedisRequests, int ScaleTargets, int ScaleConnections, int EngineListeners, double EngineSeconds,
-    string? FakeSystemd, IReadOnlySet<string>? Only)
+    string? FakeSystemd, IReadOnlySet<string>? Only, string? ReferenceSupervisor = null)
 {
     /// <summary>The scenarios' names for --only.</summary>
     public static readonly string[] Scenarios = ["conn", "pingpong", "stream", "startup", "syscalls", "redis", "scale", "engine", "metrics", "restart"];
@@ -25,6 +25,8 @@ internal sealed record DriverOptions(
         bool quick = o.Flag("--quick");
         string? fakeSystemd = o.Text("--fakesystemd") is { } f ? Path.GetFullPath(f) : null;
         if (fakeSystemd is not null && !File.Exists(fakeSystemd)) throw new BenchUsageException($"--fakesystemd {fakeSystemd}: no such file");
+        string? reference = o.Text("--reference-supervisor") is { } r ? Path.GetFullPath(r) : null;
+        if (reference is not null && !File.Exists(reference)) throw new BenchUsageException($"--reference-supervisor {reference}: no such file");
         HashSet<string>? only = null;
         if (o.Text("--only") is { } names)
         {
@@ -46,6 +48,7 @@ internal sealed record DriverOptions(
             EngineListeners: o.Int("--listeners", quick ? 100 : 1000),
             EngineSeconds: quick ? 1.0 : 2.0,
             FakeSystemd: fakeSystemd,
-            Only: only);
+            Only: only,
+            ReferenceSupervisor: reference);
     }
 }
