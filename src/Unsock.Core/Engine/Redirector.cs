@@ -293,14 +293,6 @@ internal sealed partial class Redirector : IDisposable
         };
     }
 
-    /// <summary>
-    /// The sockaddr_un to connect or send to <paramref name="path"/>, through /proc/self/fd/DIRFD/NAME when it is
-    /// longer than sun_path. For a target that sees another root or mount namespace
-    /// (<see cref="TargetIdentity.ForeignRoot"/>) the whole path is resolved first in its root, as it would
-    /// resolve it, and the address names the file found (/proc/self/fd/FD): a symlink there cannot lead
-    /// to a socket of ours. On success the caller closes <paramref name="directoryFd"/> (-1 when none was
-    /// needed); on failure nothing is left open.
-    /// </summary>
     // The paths this thread resolved last: a program connects to the same few addresses over and over, and a new
     // string per call was most of what a connect allocated besides its record.
     private readonly (PolicyRule Rule, System.Net.IPAddress Address, int Port, RuleProtocol Protocol, string Path)?[] _paths = new (PolicyRule, System.Net.IPAddress, int, RuleProtocol, string)?[8];
@@ -319,6 +311,14 @@ internal sealed partial class Redirector : IDisposable
         return path;
     }
 
+    /// <summary>
+    /// The sockaddr_un to connect or send to <paramref name="path"/>, through /proc/self/fd/DIRFD/NAME when it is
+    /// longer than sun_path. For a target that sees another root or mount namespace
+    /// (<see cref="TargetIdentity.ForeignRoot"/>) the whole path is resolved first in its root, as it would
+    /// resolve it, and the address names the file found (/proc/self/fd/FD): a symlink there cannot lead
+    /// to a socket of ours. On success the caller closes <paramref name="directoryFd"/> (-1 when none was
+    /// needed); on failure nothing is left open.
+    /// </summary>
     private static int UnixSockAddr(string path, Span<byte> sockaddr, out int size, out int directoryFd, out string sunPath)
     {
         directoryFd = -1;
