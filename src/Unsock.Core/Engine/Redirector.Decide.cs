@@ -75,7 +75,8 @@ internal sealed partial class Redirector
 
         int err = _target.CopyFd(r.Pid, (int)r.A0, out copy);
         if (err != 0) return Outcome.Fail(err);
-        err = ReadFacts(copy, out facts, tcpFirst: true);
+        // The fd's flags from its fdinfo, which the swap needs anyway (FD_CLOEXEC): no F_GETFL of our own.
+        err = ReadFacts(copy, out facts, tcpFirst: true, _target.TryReadFdFlags(r.Pid, (int)r.A0, out int fdinfoFlags) ? fdinfoFlags : -1);
         if (err == Errors.ENOTSOCK || err == Errors.ENOPROTOOPT) return Closing(copy, Outcome.Fail(Errors.ENOTSOCK));
         if (err != 0) return Closing(copy, Outcome.Fail(err));
         // A socket that is not AF_INET/AF_INET6 (the program's own AF_UNIX, netlink..., or one we swapped in)

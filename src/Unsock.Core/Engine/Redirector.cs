@@ -125,7 +125,8 @@ internal sealed partial class Redirector : IDisposable
     /// type and its state (a connect may only start from TCP_CLOSE), where SO_TYPE and then TCP_INFO took two on every
     /// connect. For connect and bind, mostly TCP; a UDP socket then costs one getsockopt more.
     /// </param>
-    private static int ReadFacts(int fd, out SocketFacts facts, bool tcpFirst = false)
+    /// <param name="fdinfoFlags">The flags of the program's fd from its fdinfo when read already (F_GETFL's, plus O_CLOEXEC), else -1.</param>
+    private static int ReadFacts(int fd, out SocketFacts facts, bool tcpFirst = false, int fdinfoFlags = -1)
     {
         facts = default;
         int err = Sock.GetInt(fd, Sock.SolSocket, Sock.SoDomain, out int domain);
@@ -145,8 +146,12 @@ internal sealed partial class Redirector : IDisposable
             err = Sock.GetInt(fd, Sock.SolSocket, Sock.SoType, out type);
             if (err != 0) return err;
         }
-        err = Sock.GetFileFlags(fd, out int flags);
-        if (err != 0) return err;
+        int flags = fdinfoFlags & ~TargetProcess.CloseOnExec;
+        if (fdinfoFlags < 0)
+        {
+            err = Sock.GetFileFlags(fd, out flags);
+            if (err != 0) return err;
+        }
         facts = new(domain, type & 0xF, (flags & Sock.ONonblock) != 0, flags, tcpState);
         return 0;
     }

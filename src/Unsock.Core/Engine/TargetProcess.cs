@@ -42,7 +42,12 @@ internal sealed class TargetProcess : IDisposable
     {
         _caller = tid;
         _provenCaller = null;
+        _callFdFlags = null;
     }
+
+    // The fdinfo flags read during the call in hand: the decision reads them (in place of F_GETFL) and the swap
+    // uses them again (FD_CLOEXEC), one read per call. The swap's kcmp still checks the file after both.
+    private (int Tid, int Fd, int Flags)? _callFdFlags;
 
     public static int ReadMemory(int pid, ulong address, Span<byte> buffer) => Native.ProcessVm.Read(pid, address, buffer);
 
@@ -131,13 +136,26 @@ internal sealed class TargetProcess : IDisposable
     /// <summary>The target's FD_CLOEXEC for <paramref name="fd"/>; our pidfd_getfd copy always has it set.</summary>
     public bool IsCloseOnExec(int tid, int fd) => TryReadFdFlags(tid, fd, out int flags) && (flags & CloseOnExec) != 0;
 
-    private const int CloseOnExec = 0x80000; // O_CLOEXEC as fdinfo shows it (02000000)
+    internal const int CloseOnExec = 0x80000; // O_CLOEXEC as fdinfo shows it (02000000)
 
     /// <summary>
     /// The "flags:" of /proc/TID/fdinfo/FD in one read: the open file's status flags (O_NONBLOCK, O_ASYNC...) as
-    /// F_GETFL gives them, plus O_CLOEXEC when the target's fd has FD_CLOEXEC. False when it cannot be read.
+    /// F_GETFL gives them, plus O_CLOEXEC when the target's fd has FD_CLOEXEC. False when it cannot be read. Read
+    /// once per call: a second ask during the same call gets the first answer.
     /// </summary>
     public bool TryReadFdFlags(int tid, int fd, out int flags)
+    {
+        if (_callFdFlags is { } read && read.Tid == tid && read.Fd == fd)
+        {
+            flags = read.Flags;
+            return true;
+        }
+        if (!TryReadFdFlagsNow(tid, fd, out flags)) return false;
+        _callFdFlags = (tid, fd, flags);
+        return true;
+    }
+
+    private bool TryReadFdFlagsNow(int tid, int fd, out int flags)
     {
         flags = 0;
         Span<byte> buf = stackalloc byte[128];
