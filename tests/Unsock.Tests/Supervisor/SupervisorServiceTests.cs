@@ -379,7 +379,8 @@ public sealed class SupervisorServiceTests : IntegrationTest
         using var service = new ServiceUnderTest(activate: false, args: [$"--Unsock:ControlSocket={socket}", "--Unsock:ControlSocketMode=0660", "--Unsock:ControlSocketGroup=nogroup"]);
         var mode = File.GetUnixFileMode(socket);
         Assert.Equal((UnixFileMode)0x1B0, mode);
-        Assert.Contains($"control socket {socket} bound (mode 0660, group nogroup)", service.Log);
+        // The console logger writes from its own thread: the line may follow the socket by a moment (a busy machine).
+        Assert.True(Wait.Until(() => service.Log.Contains($"control socket {socket} bound (mode 0660, group nogroup)"), Long), service.Log);
         Assert.Empty(StatusOf(socket));
         // A second one does not take the socket of a running one.
         using var second = new RunningProgram(ServiceBinary.Path, [$"--Unsock:ControlSocket={socket}", $"--Unsock:PolicyDirectory={dir.Path}"]);
