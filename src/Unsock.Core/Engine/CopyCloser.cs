@@ -55,13 +55,17 @@ internal static class CopyCloser
     }
 
     /// <summary>Closes <paramref name="fd"/> (ours, referring to a file of <paramref name="attachment"/>'s programs) on a closer thread.</summary>
-    public static void Close(ListenerAttachment attachment, int fd)
+    public static void Close(ListenerAttachment attachment, int fd) => Close(attachment, fd, -1);
+
+    /// <summary>Closes both fds (either may be -1) on a closer thread: one take of the gate for a swap's two copies.</summary>
+    public static void Close(ListenerAttachment attachment, int fd, int second)
     {
-        if (fd < 0) return;
+        if (fd < 0 && second < 0) return;
         var owner = Owners.GetValue(attachment, _ => new Owner());
         lock (Gate)
         {
-            owner.Pending.Enqueue(fd);
+            if (fd >= 0) owner.Pending.Enqueue(fd);
+            if (second >= 0) owner.Pending.Enqueue(second);
             // Refused only when stuck: a burst on a busy machine may queue more than the bound for a moment.
             if (owner.Pending.Count >= MaxPendingPerAttachment && owner.Running && owner.Refused is null
                 && Environment.TickCount64 - owner.Since >= StuckAfterMs)
@@ -164,9 +168,11 @@ internal static class CopyCloser
                 self.Current = owner;
                 self.Since = owner.Since = Environment.TickCount64; // never judged stuck by a stale time
             }
+            // Everything the attachment has waiting is taken in one go (one take of the gate per batch, not per fd);
+            // each close still renews the times that tell a stuck closer.
+            var batch = new List<int>();
             while (true)
             {
-                int fd;
                 lock (Gate)
                 {
                     if (owner.Pending.Count == 0)
@@ -175,10 +181,15 @@ internal static class CopyCloser
                         self.Current = null;
                         break;
                     }
-                    fd = owner.Pending.Dequeue();
-                    self.Since = owner.Since = Environment.TickCount64;
+                    while (owner.Pending.TryDequeue(out int fd)) batch.Add(fd);
                 }
-                Native.Socket.Close(fd);
+                foreach (int fd in batch)
+                {
+                    Volatile.Write(ref self.Since, Environment.TickCount64);
+                    Volatile.Write(ref owner.Since, self.Since);
+                    Native.Socket.Close(fd);
+                }
+                batch.Clear();
             }
             lock (Gate)
             {

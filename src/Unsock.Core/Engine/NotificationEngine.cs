@@ -648,8 +648,7 @@ public sealed unsafe partial class NotificationEngine : IDisposable
                 break; // counted when the poller answers it
         }
         // Our copies: the program may have closed its fds meanwhile, making a close of ours the last (see CopyCloser).
-        CopyCloser.Close(attachment, outcome.CloseAfterAnswer1);
-        CopyCloser.Close(attachment, outcome.CloseAfterAnswer2);
+        CopyCloser.Close(attachment, outcome.CloseAfterAnswer1, outcome.CloseAfterAnswer2);
         if (counted is null) return;
         attachment.Counters.Count(counted);
         Metrics.Answered(Syscalls.Name(r.Nr), counted, attachment.Target.PolicyName, startTimestamp);
