@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's benchmark: publishes the launcher and the bench (NativeAOT) and the supervisor service, runs every scenario for every
+# The project's benchmark: publishes the launcher, the bench and the supervisor service (all NativeAOT), runs every scenario for every
 # variant in interleaved rounds and writes docs/benchmarks.md. Usage: bash bench/run.sh [--quick] [--rounds N] [--only metrics,restart]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -9,13 +9,15 @@ UNITS=${UNITS:-/etc/systemd/system}
 out=artifacts/install
 
 dotnet publish src/Unsock.Launcher -c Release -o "$out/launcher" --nologo -v q
-# Self-contained: the service does not need a .NET runtime installed.
-dotnet publish src/Unsock.Supervisor -c Release --self-contained -o "$out/supervisor" --nologo -v q
+# NativeAOT like the launcher: one native program, no .NET runtime needed on the machine.
+dotnet publish src/Unsock.Supervisor -c Release -o "$out/supervisor" --nologo -v q
 
-install -d "$PREFIX/bin" "$PREFIX/lib/unsock-supervisor"
+install -d "$PREFIX/bin"
 install -m 0755 "$out/launcher/unsock-launch" "$PREFIX/bin/unsock-launch"
+# The directory held the runtime and assemblies of earlier (JIT) versions: replaced by the one program.
 rm -rf "$PREFIX/lib/unsock-supervisor"
-cp -r "$out/supervisor" "$PREFIX/lib/unsock-supervisor"
+install -d "$PREFIX/lib/unsock-supervisor"
+install -m 0755 "$out/supervisor/unsock-supervisor" "$PREFIX/lib/unsock-supervisor/unsock-supervisor"
 ln -sf "$PREFIX/lib/unsock-supervisor/unsock-supervisor" "$PREFIX/bin/unsock-supervisor"
 
 install -d "$UNITS" /etc/tmpfiles.d

@@ -86,7 +86,7 @@ internal sealed partial class BenchDriver
         if (_restartHarness is not null) StartBenchUnder(Launch.External, RestartSocket, "serve", $"tcp:127.0.0.1:{RestartServerPort}");
     }
 
-    /// <summary>Like the run's service: the exporter-on service is JIT-compiled, so its path runs briefly before round 1.</summary>
+    /// <summary>Like the run's service: the exporter-on service's path runs briefly before round 1 (see <see cref="WarmUp"/>).</summary>
     private void WarmUpOperations()
     {
         if (_metricsSupervisor is not null)

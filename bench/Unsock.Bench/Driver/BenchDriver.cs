@@ -140,8 +140,9 @@ internal sealed partial class BenchDriver(DriverOptions o)
     }
 
     /// <summary>
-    /// The supervisor is JIT-compiled (the launchers are NativeAOT): a few seconds of every redirected path before
-    /// the first round, not recorded, so that round 1 does not time the JIT.
+    /// A few seconds of every redirected path before the first round, not recorded, so that round 1 does not time
+    /// what only the first connections of a path do (the service compiling the run's policy, its threads' first
+    /// caches and page faults).
     /// </summary>
     private void WarmUp()
     {
@@ -382,7 +383,16 @@ internal sealed partial class BenchDriver(DriverOptions o)
             _m.Add("rss_after_storm", v.Key, round, after);
             _m.Add("rss_peak_storm", v.Key, round, peak);
         }
+        // Issue 11's yardstick: what the supervisor holds once 100k short connections have gone through it (--quick too).
+        foreach (var redirected in order.Where(v => v.Redirected))
+        {
+            var (_, after, _) = Storm(redirected, round, ManyConnectionsTargets, ManyConnections / ManyConnectionsTargets);
+            _m.Add("rss_after_many", redirected.Key, round, after);
+        }
     }
+
+    /// <summary>Scenario 7's long run: this many short connections, made by <see cref="ManyConnectionsTargets"/> targets at once.</summary>
+    public const int ManyConnections = 100_000, ManyConnectionsTargets = 10;
 
     /// <summary>
     /// Scenario 8: unsock-bench engine-scale hosts one engine and attaches a listener per target; its key=value

@@ -89,7 +89,7 @@ internal sealed partial class MarkdownReport
         if (!double.IsNaN(runtime))
             _s.AppendLine().AppendLine($"For comparison, `unsock-supervisor --help` (the .NET runtime starts, Main prints the usage and returns, no host is built) " +
                 $"takes {runtime:F0} ms from spawn to exit (median of 5 per round): of the new service's start up to its first step, about that much is the " +
-                "runtime's own start; the rest builds the host (configuration, logging, dependency injection, options, OpenTelemetry) and runs the code the ReadyToRun image does not cover (generics over its own types, JIT at tier 0).");
+                "runtime's own start; the rest builds the host (configuration, logging, dependency injection, options, OpenTelemetry).");
         _s.AppendLine();
     }
 

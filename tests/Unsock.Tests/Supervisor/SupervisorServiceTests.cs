@@ -348,6 +348,27 @@ public sealed class SupervisorServiceTests : IntegrationTest
     }
 
     [Fact]
+    public void RunsAsOneNativeProgramWithoutTheJitOrMemoryBothWritableAndExecutable()
+    {
+        using var service = new ServiceUnderTest();
+        service.WritePolicy("web", service.LoopbackPolicy("web"));
+        service.Process.Signal(1); // SIGHUP: the file came after the start
+        Assert.True(Wait.Until(() => service.Log.Contains("policy \"web\" loaded"), Long), service.Log);
+        using var web = service.Launch("web", HttpServer(8000));
+        Wait.ForListener(service.Dir["web/8000.sock"], web);
+        Assert.Contains("Directory listing", Curl(service.Dir["web/8000.sock"]));
+
+        // What it maps once it has served: its own program and the C libraries, no .NET runtime, JIT or assemblies
+        // (published NativeAOT: see the project file for what that saves), and nothing that is writable and executable.
+        string[] maps = File.ReadAllLines($"/proc/{service.Process.Pid}/maps");
+        var files = maps.Select(l => l.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries)).Where(f => f.Length == 6).Select(f => f[5]).ToHashSet();
+        Assert.DoesNotContain(maps, l => l.Split(' ')[1].Contains('w') && l.Split(' ')[1].Contains('x'));
+        if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable("UNSOCK_SUPERVISOR_BINARY"))) return; // a build of someone else's choosing
+        Assert.DoesNotContain(files, f => f.EndsWith("libcoreclr.so", StringComparison.Ordinal) || f.EndsWith("libclrjit.so", StringComparison.Ordinal) || f.EndsWith(".dll", StringComparison.Ordinal));
+        Assert.Contains(files, f => f == ServiceBinary.Path);
+    }
+
+    [Fact]
     public void ABadOptionStopsItWithTheOptionsName()
     {
         using var dir = new TempDir();
