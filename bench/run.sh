@@ -5,10 +5,12 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${UNSOCK_BENCH_BUILD:-/tmp/unsock-bench-build}"
 
-echo "unsock-bench: publishing unsock-launch, unsock-supervisor and unsock-bench to $out" >&2
+echo "unsock-bench: publishing unsock-launch, unsock-supervisor, unsock-bench and unsock-empty to $out" >&2
 dotnet publish "$root/src/Unsock.Launcher" -c Release -o "$out/launcher" --nologo -v quiet >&2
 dotnet publish "$root/src/Unsock.Supervisor" -c Release -o "$out/supervisor" --nologo -v quiet >&2
 dotnet publish "$root/bench/Unsock.Bench" -c Release -o "$out/bench" --nologo -v quiet >&2
+# Scenario 4's floor: a NativeAOT program that does nothing.
+dotnet publish "$root/bench/Unsock.Bench.Empty" -c Release -o "$out/empty" --nologo -v quiet >&2
 
 # Scenario 1's floor, a minimal C seccomp supervisor; left out (and said so in the report) without a C compiler.
 reference=()
@@ -20,5 +22,5 @@ else
 fi
 
 commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-exec "$out/bench/unsock-bench" drive --launcher "$out/launcher/unsock-launch" --supervisor-bin "$out/supervisor/unsock-supervisor" \
+exec "$out/bench/unsock-bench" drive --launcher "$out/launcher/unsock-launch" --supervisor-bin "$out/supervisor/unsock-supervisor" --empty-bin "$out/empty/unsock-empty" \
   --fakesystemd "$root/tests/Unsock.Tests/Programs/fakesystemd.py" --out "$root/docs/benchmarks.md" --commit "$commit" "${reference[@]}" "$@"

@@ -30,7 +30,8 @@ internal static class Program
           engine-target --index I --port P --report FD --parent FD --phase FILE
                                                         one target of engine-scale (started by it)
           drive --launcher PATH --supervisor-bin PATH --out FILE [--rounds 5] [--work DIR] [--listeners 1000] [--quick]
-                [--fakesystemd PATH] [--only SCENARIO,...]      scenarios: conn pingpong stream startup syscalls redis
+                [--fakesystemd PATH] [--empty-bin PATH] [--only SCENARIO,...]
+                                                        scenarios: conn pingpong stream startup syscalls redis
                                                         scale engine metrics restart
         ADDR is tcp:HOST:PORT or unix:PATH.
         """;

@@ -17,6 +17,9 @@ internal sealed partial class BenchDriver(DriverOptions o)
     /// <summary>Scenario 1's floor: the client under bench/reference/minisup (a minimal C supervisor), to the native AF_UNIX server.</summary>
     public const string Floor = "floor";
 
+    /// <summary>Scenario 4's floor: the empty NativeAOT program (bench/Unsock.Bench.Empty).</summary>
+    public const string EmptyAot = "empty-aot";
+
     /// <summary>How a program is started: as it is, under an embedded launcher, or by a launcher in front of the supervisor service.</summary>
     private enum Launch { None, Embedded, External }
     // Scenario 8's variants: the engine's states and phases, as engine-scale names them.
@@ -328,7 +331,9 @@ internal sealed partial class BenchDriver(DriverOptions o)
         string[] alone = ["spawn", "--count", $"{o.SpawnCount}", "--", truePath];
         string[] launched = ["spawn", "--count", $"{o.SpawnCount}", "--", o.Launcher, "--policy", Policy, "--", truePath];
         string[] external = ["spawn", "--count", $"{o.SpawnCount}", "--", o.Launcher, "--supervisor", SupervisorSocket, "--policy", Policy, "--", truePath];
-        foreach (var (key, args) in Rotate([(Alone, alone), (Embedded, launched), (External, external)], round))
+        (string, string[])[] commands = [(Alone, alone), (Embedded, launched), (External, external)];
+        if (o.EmptyProgram is { } empty) commands = [.. commands, (EmptyAot, ["spawn", "--count", $"{o.SpawnCount}", "--", empty])];
+        foreach (var (key, args) in Rotate(commands, round))
             _m.Add("startup_ms", key, round, ChildProcess.Value(RunBench(Launch.None, args), "median_us") / 1000);
     }
 

@@ -5,7 +5,7 @@ internal sealed record DriverOptions(
     string Bench, string Launcher, string SupervisorBin, string Output, string Work, int Rounds, string? Commit,
     double Seconds, int PingPongCount, int SpawnCount, int GetpidCount, int PipeCount,
     int RedisRequests, int ScaleTargets, int ScaleConnections, int EngineListeners, double EngineSeconds,
-    string? FakeSystemd, IReadOnlySet<string>? Only, string? ReferenceSupervisor = null)
+    string? FakeSystemd, IReadOnlySet<string>? Only, string? ReferenceSupervisor = null, string? EmptyProgram = null)
 {
     /// <summary>The scenarios' names for --only.</summary>
     public static readonly string[] Scenarios = ["conn", "pingpong", "stream", "startup", "syscalls", "redis", "scale", "engine", "metrics", "restart"];
@@ -27,6 +27,9 @@ internal sealed record DriverOptions(
         if (fakeSystemd is not null && !File.Exists(fakeSystemd)) throw new BenchUsageException($"--fakesystemd {fakeSystemd}: no such file");
         string? reference = o.Text("--reference-supervisor") is { } r ? Path.GetFullPath(r) : null;
         if (reference is not null && !File.Exists(reference)) throw new BenchUsageException($"--reference-supervisor {reference}: no such file");
+        // Scenario 4's floor (bench/Unsock.Bench.Empty); without it that column says n/a.
+        string? empty = o.Text("--empty-bin") is { } e ? Path.GetFullPath(e) : null;
+        if (empty is not null && !File.Exists(empty)) throw new BenchUsageException($"--empty-bin {empty}: no such file");
         HashSet<string>? only = null;
         if (o.Text("--only") is { } names)
         {
@@ -49,6 +52,7 @@ internal sealed record DriverOptions(
             EngineSeconds: quick ? 1.0 : 2.0,
             FakeSystemd: fakeSystemd,
             Only: only,
-            ReferenceSupervisor: reference);
+            ReferenceSupervisor: reference,
+            EmptyProgram: empty);
     }
 }

@@ -123,13 +123,18 @@ internal sealed partial class MarkdownReport(DriverOptions o, Measurements m, IR
         _s.AppendLine($"posix_spawn to waitpid, median of {o.SpawnCount} runs per round (ms). The launcher runs with the redirecting");
         _s.AppendLine("policy, so it compiles and installs a real filter; with `--supervisor S` it registers with the service (policy");
         _s.AppendLine("sent inline), gets the compiled filter, installs it, hands over the listener and execs `/bin/true` in place.");
-        _s.AppendLine("Target: under 10 ms more than the command alone.").AppendLine();
-        _s.AppendLine("| command | `/bin/true` alone | `unsock-launch --policy P -- /bin/true` (embedded) | `unsock-launch --supervisor S --policy P -- /bin/true` (external) | embedded minus alone | external minus alone | target |");
-        _s.AppendLine("|---|---|---|---|---|---|---|");
+        _s.AppendLine("The empty NativeAOT program (`bench/Unsock.Bench.Empty`, `return args.Length;`, the launcher's runtime settings) is");
+        _s.AppendLine("the floor: what any NativeAOT program adds before its first line of its own (loading, page faults, the runtime's");
+        _s.AppendLine("start and exit); the launcher's own share is what it adds above that. Target (the issue's): at most 2.5 ms more");
+        _s.AppendLine("than the command alone.").AppendLine();
+        _s.AppendLine("| command | `/bin/true` alone | empty NativeAOT program | `unsock-launch --policy P -- /bin/true` (embedded) | `unsock-launch --supervisor S --policy P -- /bin/true` (external) | floor minus alone | embedded minus alone | external minus alone | target |");
+        _s.AppendLine("|---|---|---|---|---|---|---|---|---|");
+        double floor = m.Difference("startup_ms", BenchDriver.EmptyAot, BenchDriver.Alone);
         double diff = m.Difference("startup_ms", BenchDriver.Embedded, BenchDriver.Alone);
         double diffX = m.Difference("startup_ms", BenchDriver.External, BenchDriver.Alone);
-        _s.AppendLine($"| start-up (ms) | {F(m.Median("startup_ms", BenchDriver.Alone), "F2")} | {F(m.Median("startup_ms", BenchDriver.Embedded), "F2")} | {F(m.Median("startup_ms", BenchDriver.External), "F2")} | " +
-                      $"{F(diff, "F2")} ms | {F(diffX, "F2")} ms | < 10 ms: embedded {Verdict(diff < 10)}, external {Verdict(diffX < 10)} |");
+        _s.AppendLine($"| start-up (ms) | {F(m.Median("startup_ms", BenchDriver.Alone), "F2")} | {F(m.Median("startup_ms", BenchDriver.EmptyAot), "F2")} | " +
+                      $"{F(m.Median("startup_ms", BenchDriver.Embedded), "F2")} | {F(m.Median("startup_ms", BenchDriver.External), "F2")} | " +
+                      $"{F(floor, "F2")} ms | {F(diff, "F2")} ms | {F(diffX, "F2")} ms | <= 2.5 ms: embedded {Verdict(diff <= 2.5)}, external {Verdict(diffX <= 2.5)} |");
         _s.AppendLine();
     }
 
