@@ -14,10 +14,11 @@ namespace Unsock.Core.Engine;
 /// The engine: one per process, serving any number of attached seccomp listeners with notification threads
 /// (started as needed, up to a limit), one poller for calls that wait, and one socket-file sweeper. Receiving
 /// is a role one thread holds at a time; the one that receives also answers, which is what
-/// SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP rewards. The holder keeps the role while no other notification waits
-/// (its caches stay warm and no other thread is woken per call) and hands it over as soon as one does; a
-/// deputy takes it from a holder that has been busy with one call for more than a millisecond (a swap
-/// waiting in ADDFD for a stalled target), so no call holds up other programs' calls.
+/// SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP rewards. The holder keeps the role from call to call (its caches stay
+/// warm and no other thread is woken per call) and hands it over when a call is about to wait for its target
+/// (ADDFD) while another notification waits; a deputy takes it from a holder that has been busy with one call
+/// for more than a millisecond (a swap waiting in ADDFD for a stalled target), so no call holds up other
+/// programs' calls.
 /// </summary>
 public sealed unsafe partial class NotificationEngine : IDisposable
 {
@@ -46,7 +47,7 @@ public sealed unsafe partial class NotificationEngine : IDisposable
         public string Name { get; } = name;
         public Thread? Thread;
         public Redirector? Handler;
-        /// <summary>Handling a call with the receiving role kept (no other call waited when it came).</summary>
+        /// <summary>Handling a call with the receiving role kept (until it hands the role over before waiting on its target).</summary>
         public bool Kept;
         /// <summary>Whether it still held the role when its kept call was answered (see <see cref="EndKept"/>).</summary>
         public bool HeldAfter;

@@ -32,7 +32,11 @@ internal sealed partial class Redirector : IDisposable
     }
 
     /// <summary>The attachment whose call this thread handles now: its policy, listener and registry are the ones below.</summary>
-    public void Enter(ListenerAttachment attachment) => _current = attachment;
+    public void Enter(ListenerAttachment attachment)
+    {
+        _current = attachment;
+        _target.ForgetCallReads();
+    }
 
     private ListenerAttachment _attachment => _current ?? throw new InvalidOperationException("no attachment entered");
     private Policy _policy => _attachment.Policy;

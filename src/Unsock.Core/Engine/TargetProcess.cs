@@ -49,6 +49,9 @@ internal sealed class TargetProcess : IDisposable
     // uses them again (FD_CLOEXEC), one read per call. The swap's kcmp still checks the file after both.
     private (int Tid, int Fd, int Flags)? _callFdFlags;
 
+    /// <summary>A step of another call begins (a parked call resumed on the poller): what was read for the last one is not reused.</summary>
+    public void ForgetCallReads() => _callFdFlags = null;
+
     public static int ReadMemory(int pid, ulong address, Span<byte> buffer) => Native.ProcessVm.Read(pid, address, buffer);
 
     public static int WriteMemory(int pid, ulong address, ReadOnlySpan<byte> data) => Native.ProcessVm.Write(pid, address, data);
