@@ -264,6 +264,10 @@ public sealed unsafe partial class NotificationEngine : IDisposable
             }
             var attachment = ReceiveNext(out var request);
             if (attachment is null) continue;
+            // Journaled before anything else, a syscall above all: a SIGKILL takes effect at a syscall's return, and a
+            // call received and not journaled is lost to the next supervisor (its program waits until killed). Calls
+            // handled again (a previous supervisor's) are journaled again here too.
+            _journal?.Record(worker.Slot, attachment.Target.Key, request);
             // No look for another waiting call here (a poll per call): the handler looks before it waits for the
             // target (BeforeWaitingOnTarget, the one wait a call makes), and the deputy takes over from a call that
             // takes long for any other reason.
@@ -595,11 +599,11 @@ public sealed unsafe partial class NotificationEngine : IDisposable
             // Its programs hold our closes: serving it on would pile up our fds. It alone is let go.
             attachment.Listener.Fail(request.Id, Errors.EIO);
             Log.CallRefused(request.Pid, Syscalls.Name(request.Nr), $"{refused}; its listener is detached", Errors.Name(Errors.EIO));
+            _journal?.Clear(worker.Slot);
             Detach(attachment, refused, Errors.EIO);
             return;
         }
         var journal = _journal;
-        journal?.Record(worker.Slot, attachment.Target.Key, request);
         try
         {
             handler.Enter(attachment);
