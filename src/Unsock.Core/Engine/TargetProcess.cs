@@ -42,14 +42,13 @@ internal sealed class TargetProcess : IDisposable
     {
         _caller = tid;
         _provenCaller = null;
-        _callFdFlags = null;
     }
 
     // The fdinfo flags read during the call in hand: the decision reads them (in place of F_GETFL) and the swap
     // uses them again (FD_CLOEXEC), one read per call. The swap's kcmp still checks the file after both.
     private (int Tid, int Fd, int Flags)? _callFdFlags;
 
-    /// <summary>A step of another call begins (a parked call resumed on the poller): what was read for the last one is not reused.</summary>
+    /// <summary>A step of a call begins (a new call, or a parked one resumed on the poller): what was read for the last one is not reused.</summary>
     public void ForgetCallReads() => _callFdFlags = null;
 
     public static int ReadMemory(int pid, ulong address, Span<byte> buffer) => Native.ProcessVm.Read(pid, address, buffer);
@@ -172,7 +171,7 @@ internal sealed class TargetProcess : IDisposable
         int n = -1;
         for (int attempt = 0; attempt < 2 && n < 0; attempt++)
         {
-            int dir = FdinfoDirFor(tid, reopen: attempt > 0);
+            int dir = ProcDirFor(_fdinfoDirs, tid, "fdinfo", reopen: attempt > 0);
             if (dir < 0) return false;
             n = Native.FileSystem.OpenAt(dir, fd, out file);
             if (n == 0) n = Native.FileSystem.ReadAtStart(file, buf);
@@ -192,15 +191,9 @@ internal sealed class TargetProcess : IDisposable
     {
         for (int attempt = 0; attempt < 2; attempt++)
         {
-            if (!_fdDirs.TryGetValue(tid, out int dir))
-            {
-                if (Native.FileSystem.OpenDirectoryPath($"/proc/{tid}/fd", out dir) != 0) return -1;
-                if (_fdDirs.Count >= _maxCached) CloseAll(_fdDirs);
-                _fdDirs[tid] = dir;
-            }
+            int dir = ProcDirFor(_fdDirs, tid, "fd", reopen: attempt > 0);
+            if (dir < 0) return -1;
             if (Native.FileSystem.Fstat(dir, out var st) == 0) return (int)Math.Min(st.Size, int.MaxValue);
-            Native.Socket.Close(dir);
-            _fdDirs.Remove(tid);
         }
         return -1;
     }
@@ -232,18 +225,21 @@ internal sealed class TargetProcess : IDisposable
         return digits > 0 && value <= int.MaxValue;
     }
 
-    /// <summary>A directory fd of /proc/TID/fdinfo; one of a dead task answers ENOENT and is reopened.</summary>
-    private int FdinfoDirFor(int tid, bool reopen)
+    /// <summary>
+    /// A directory fd of /proc/TID/<paramref name="name"/> (fdinfo, fd), kept open in <paramref name="cache"/>; -1 when it
+    /// cannot be opened. One of a dead task answers ENOENT, and the caller asks again with <paramref name="reopen"/>.
+    /// </summary>
+    private int ProcDirFor(Dictionary<int, int> cache, int tid, string name, bool reopen)
     {
-        if (_fdinfoDirs.TryGetValue(tid, out int cached))
+        if (cache.TryGetValue(tid, out int cached))
         {
             if (!reopen) return cached;
             Native.Socket.Close(cached);
-            _fdinfoDirs.Remove(tid);
+            cache.Remove(tid);
         }
-        if (Native.FileSystem.OpenDirectoryPath($"/proc/{tid}/fdinfo", out int dir, pathOnly: false) != 0) return -1;
-        if (_fdinfoDirs.Count >= _maxCached) CloseAll(_fdinfoDirs);
-        _fdinfoDirs[tid] = dir;
+        if (Native.FileSystem.OpenDirectoryPath($"/proc/{tid}/{name}", out int dir, pathOnly: false) != 0) return -1;
+        if (cache.Count >= _maxCached) CloseAll(cache);
+        cache[tid] = dir;
         return dir;
     }
 
