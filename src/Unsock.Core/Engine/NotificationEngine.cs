@@ -53,6 +53,8 @@ public sealed unsafe partial class NotificationEngine : IDisposable
         public bool HeldAfter;
         /// <summary>Its slot in the <see cref="CallJournal"/>, for the call in hand; -1 without one.</summary>
         public int Slot = -1;
+        /// <summary>Calls it handled, and the managed bytes it allocated handling them (<see cref="HandlingAllocations"/>).</summary>
+        public long HandledCalls, HandlingAllocated;
     }
 
     [ThreadStatic] private static Worker? t_worker;
@@ -573,10 +575,14 @@ public sealed unsafe partial class NotificationEngine : IDisposable
         if (_stopping) Wake();
     }
 
-    private long _handledCalls, _handlingAllocated;
-
     /// <summary>Calls handled by notification threads, and the managed bytes those threads allocated handling them.</summary>
-    internal (long Calls, long Bytes) HandlingAllocations => (Interlocked.Read(ref _handledCalls), Interlocked.Read(ref _handlingAllocated));
+    internal (long Calls, long Bytes) HandlingAllocations
+    {
+        get
+        {
+            lock (_roleLock) return (_workers.Sum(w => Volatile.Read(ref w.HandledCalls)), _workers.Sum(w => Volatile.Read(ref w.HandlingAllocated)));
+        }
+    }
 
     private void Handle(Worker worker, ListenerAttachment attachment, in SyscallRequest request)
     {
@@ -584,8 +590,9 @@ public sealed unsafe partial class NotificationEngine : IDisposable
         try { HandleCall(worker, attachment, request); }
         finally
         {
-            Interlocked.Increment(ref _handledCalls);
-            Interlocked.Add(ref _handlingAllocated, GC.GetAllocatedBytesForCurrentThread() - allocatedBefore);
+            // Each thread counts its own (no shared cache line written per call); readers add them up.
+            Volatile.Write(ref worker.HandledCalls, worker.HandledCalls + 1);
+            Volatile.Write(ref worker.HandlingAllocated, worker.HandlingAllocated + GC.GetAllocatedBytesForCurrentThread() - allocatedBefore);
         }
     }
 
