@@ -2,7 +2,6 @@ using System.Net;
 using Unsock.Core.Addressing;
 using Unsock.Core.Engine;
 using Unsock.Tests.Integration;
-using Spawn = Unsock.Launcher.Spawn;
 
 namespace Unsock.Tests.Engine;
 
@@ -23,17 +22,11 @@ public class HotPathAllocationTests
         engine.Start();
         var policy = NotificationEngineTests.PolicyFor(dir, "socks");
         // A first program warms the engine up (first calls compile our code and fill the caches).
-        var (warmFd, warmPid) = NotificationEngineTests.SpawnFiltered(policy, $"{Py} {EngineProbe} victim 127.0.0.1 9671 20 > {dir["warm"]} 2>&1");
-        var warm = engine.Attach(warmFd, policy, new TargetContext(warmPid));
-        Assert.Equal(0, Spawn.WaitForExit(warmPid));
-        Assert.True(Wait.Until(() => warm.Completion.IsCompleted, TimeSpan.FromSeconds(30)), "the first attachment did not complete");
+        NotificationEngineTests.RunAttached(engine, policy, $"{Py} {EngineProbe} victim 127.0.0.1 9671 20 > {dir["warm"]} 2>&1");
 
         var before = engine.HandlingAllocations;
         // 3000 times: connect to itself (redirected), accept (converted), one byte each way.
-        var (fd, pid) = NotificationEngineTests.SpawnFiltered(policy, $"{Py} {EngineProbe} victim 127.0.0.1 9672 3000 > {dir["out"]} 2>&1");
-        var attachment = engine.Attach(fd, policy, new TargetContext(pid));
-        Assert.Equal(0, Spawn.WaitForExit(pid));
-        Assert.True(Wait.Until(() => attachment.Completion.IsCompleted, TimeSpan.FromSeconds(60)), "the attachment did not complete");
+        NotificationEngineTests.RunAttached(engine, policy, $"{Py} {EngineProbe} victim 127.0.0.1 9672 3000 > {dir["out"]} 2>&1", seconds: 60);
         var after = engine.HandlingAllocations;
         long calls = after.Calls - before.Calls, bytes = after.Bytes - before.Bytes;
         Assert.True(calls >= 6000, $"{calls} calls handled");

@@ -37,6 +37,19 @@ public class NotificationEngineTests
         return (listener, pid);
     }
 
+    /// <summary>
+    /// Runs /bin/sh -c <paramref name="script"/> filtered for <paramref name="policy"/>, attached to <paramref name="engine"/>,
+    /// to its end: it exits with 0 and its attachment completes. Returns the attachment.
+    /// </summary>
+    internal static ListenerAttachment RunAttached(NotificationEngine engine, Policy policy, string script, int seconds = 30)
+    {
+        var (fd, pid) = SpawnFiltered(policy, script);
+        var attachment = engine.Attach(fd, policy, new TargetContext(pid));
+        Assert.Equal(0, Spawn.WaitForExit(pid));
+        Assert.True(Wait.Until(() => attachment.Completion.IsCompleted, TimeSpan.FromSeconds(seconds)), "the attachment did not complete");
+        return attachment;
+    }
+
     internal static Policy PolicyFor(TempDir dir, string name, string top = "") =>
         Policy.Load(Integration.Policies.Write(dir, $$"""{ {{top}} "rules": [ { "address": "127.0.0.0/8", "directory": "{{dir.Path}}/{{name}}" } ] }""", name + ".json"));
 

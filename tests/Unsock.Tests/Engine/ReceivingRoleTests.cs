@@ -30,16 +30,10 @@ public class ReceivingRoleTests
         Assert.Equal(1, engine.NotificationThreadCount);
         var policy = PolicyFor(dir);
         // A first program warms the engine up (this test host compiles our code as it first runs it: slow first calls).
-        var (warmFd, warmPid) = SpawnFiltered(policy, $"{Py} {EngineProbe} victim 127.0.0.1 9669 20 > {dir["warm"]} 2>&1");
-        var warm = engine.Attach(warmFd, policy, new TargetContext(warmPid));
-        Assert.Equal(0, Spawn.WaitForExit(warmPid));
-        Assert.True(Wait.Until(() => warm.Completion.IsCompleted, TimeSpan.FromSeconds(30)), "the first attachment did not complete");
+        NotificationEngineTests.RunAttached(engine, policy, $"{Py} {EngineProbe} victim 127.0.0.1 9669 20 > {dir["warm"]} 2>&1");
         long changesBefore = engine.RoleChanges;
         // 300 connects and 300 trapped accepts, strictly one after another.
-        var (fd, pid) = SpawnFiltered(policy, $"{Py} {EngineProbe} victim 127.0.0.1 9660 300 > {dir["out"]} 2>&1");
-        var attachment = engine.Attach(fd, policy, new TargetContext(pid));
-        Assert.Equal(0, Spawn.WaitForExit(pid));
-        Assert.True(Wait.Until(() => attachment.Completion.IsCompleted, TimeSpan.FromSeconds(30)), "the attachment did not complete");
+        var attachment = NotificationEngineTests.RunAttached(engine, policy, $"{Py} {EngineProbe} victim 127.0.0.1 9660 300 > {dir["out"]} 2>&1");
         Assert.Equal(2, JsonDocument.Parse(File.ReadAllText(dir["out"])).RootElement.GetProperty("family").GetInt32());
         Assert.True(attachment.Counters.Redirected >= 301, $"{attachment.Counters.Redirected} redirected");
         // A deputy watches the holder; more only when the holder was stuck (slow first calls, a busy machine preempting it).
